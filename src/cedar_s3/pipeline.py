@@ -1,0 +1,236 @@
+"""Store one staged day's files: read, [encrypt], digest, upload, record; concurrently, skipping what is there.
+
+Each file is handled by one worker from start to finish, so at most ``concurrency`` ciphertexts exist at once
+(the temp-space bound) and a failure stops the night at the first bad file. Everything an object is later
+verified against is computed here from the bytes actually read, never from what S3 says about itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from cedar_s3.crypto import Encryptor
+from cedar_s3.digest import StreamDigest, digestFile
+from cedar_s3.manifest import StoredObject
+from cedar_s3.s3 import RemoteObject, S3Store
+from cedar_s3.s3errors import S3NotFoundError
+from cedar_s3.staging import StagedFile
+from cedar_s3.workarea import WorkArea
+
+__all__ = ["DayUpload", "UploadReport", "metadataRecord"]
+
+logger = logging.getLogger("CedarBackup3.log.extend.amazons3.pipeline")
+
+META_PREFIX = "cedar-"
+
+
+@dataclass
+class UploadReport:
+    """What a day's upload did: every object's record (in key order) and the counts for the log."""
+
+    objects: list[StoredObject] = field(default_factory=list)
+    uploaded: int = 0
+    skipped: int = 0
+    bytesSent: int = 0
+    seconds: float = 0.0
+
+
+def objectMetadata(record: StoredObject, common: dict[str, str]) -> dict[str, str]:
+    """What each object says about itself, so a day can be resumed (and understood) without its manifest."""
+    meta = dict(common)
+    meta |= {
+        "cedar-plaintext-sha256": record.plaintextSha256,
+        "cedar-plaintext-size": str(record.plaintextSize),
+        "cedar-stored-sha256": record.storedSha256,
+        "cedar-encryption": record.encryption,
+    }
+    if record.partSize is not None:
+        meta["cedar-part-size"] = str(record.partSize)
+    return meta
+
+
+def metadataRecord(relative: str, remote: RemoteObject, metadata: dict[str, str]) -> StoredObject | None:
+    """Rebuild an object's record from its metadata (a run interrupted before its manifest), or None."""
+    try:
+        partSize = metadata.get("cedar-part-size")
+        record = StoredObject(
+            relative=relative,
+            size=remote.size,
+            plaintextSize=int(metadata["cedar-plaintext-size"]),
+            plaintextSha256=metadata["cedar-plaintext-sha256"],
+            storedSha256=metadata["cedar-stored-sha256"],
+            encryption=metadata["cedar-encryption"],
+            partSize=int(partSize) if partSize else None,
+            md5Etag=remote.etag if partSize is None and "-" not in remote.etag else None,
+        )
+        record.check()
+    except (KeyError, ValueError):
+        return None
+    return record
+
+
+class DayUpload:
+    """The upload of one staged day to ``dayPrefix``."""
+
+    def __init__(
+        self,
+        store: S3Store,
+        dayPrefix: str,
+        *,
+        encryptor: Encryptor | None,
+        workArea: WorkArea | None,
+        commonMetadata: dict[str, str],
+        previous: dict[str, StoredObject],
+        existing: dict[str, RemoteObject],
+    ) -> None:
+        self.store = store
+        self.dayPrefix = dayPrefix
+        self.encryptor = encryptor
+        self.workArea = workArea
+        self.commonMetadata = commonMetadata
+        self.previous = previous
+        self.existing = existing
+        self.flexible = store.options.flexibleChecksums
+
+    # -- the whole day ------------------------------------------------------------------------------------------
+
+    def run(self, files: list[StagedFile]) -> UploadReport:
+        """Store every file, ``concurrency`` at a time; the first failure cancels what has not started."""
+        report = UploadReport()
+        started = time.monotonic()
+        results: list[tuple[StoredObject, bool] | None] = [None] * len(files)
+        with ThreadPoolExecutor(max_workers=self.store.concurrency, thread_name_prefix="cedar-s3") as pool:
+            futures: dict[Future[tuple[StoredObject, bool]], int] = {
+                pool.submit(self._storeOne, index, staged): index for index, staged in enumerate(files)
+            }
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [future for future in done if future.exception() is not None]
+            if failed:
+                pool.shutdown(wait=True, cancel_futures=True)
+                error = failed[0].exception()
+                assert error is not None
+                raise error
+            for future, index in futures.items():
+                results[index] = future.result()
+        for result in results:
+            assert result is not None
+            record, reused = result
+            report.objects.append(record)
+            if reused:
+                report.skipped += 1
+            else:
+                report.uploaded += 1
+                report.bytesSent += record.size
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- one file -----------------------------------------------------------------------------------------------
+
+    def _storeOne(self, index: int, staged: StagedFile) -> tuple[StoredObject, bool]:
+        key = self.dayPrefix + staged.relative
+        encryptor = self.encryptor
+        if encryptor is not None and encryptor.mode == "command" and staged.size == 0:
+            encryptor = None  # upstream stores empty files unencrypted in <encrypt> mode; kept for compatibility
+        try:
+            if encryptor is None:
+                return self._storePlain(key, staged)
+            return self._storeEncrypted(index, key, staged, encryptor)
+        except FileNotFoundError as error:
+            if isinstance(error, S3NotFoundError):
+                raise
+            raise OSError(f"Staged file vanished while the night was running: {staged.path}") from None
+
+    def _storePlain(self, key: str, staged: StagedFile) -> tuple[StoredObject, bool]:
+        digest = self._digest(staged.path, staged.size)
+        _checkUnchanged(staged, digest.size)
+        reused = self._reusable(key, staged, digest.sha256, "none")
+        if reused is not None:
+            return reused, True
+        record = _record(staged.relative, digest, digest.size, digest.sha256, "none")
+        self._upload(staged.path, key, record, digest)
+        return record, False
+
+    def _storeEncrypted(
+        self, index: int, key: str, staged: StagedFile, encryptor: Encryptor
+    ) -> tuple[StoredObject, bool]:
+        if key in self.existing:
+            plain = digestFile(staged.path, None, wantMd5=False, wantComposite=False)
+            reused = self._reusable(key, staged, plain.sha256, encryptor.mode)
+            if reused is not None:
+                return reused, True
+        assert self.workArea is not None
+        with self.workArea.scratch(f"{index:08d}.enc") as target:
+            plainDigest = encryptor.encrypt(staged.path, target)
+            _checkUnchanged(staged, plainDigest.size)
+            stored = self._digest(target, os.path.getsize(target))
+            record = _record(staged.relative, stored, plainDigest.size, plainDigest.sha256, encryptor.mode)
+            self._upload(target, key, record, stored)
+        return record, False
+
+    def _digest(self, path: str, size: int) -> StreamDigest:
+        partSize = self.store.plan.partSizeFor(size)
+        multipart = partSize is not None
+        return digestFile(
+            path, partSize, wantMd5=not multipart or not self.flexible, wantComposite=multipart and self.flexible
+        )
+
+    def _upload(self, path: str, key: str, record: StoredObject, digest: StreamDigest) -> None:
+        args = self.store.options.objectArgs()
+        args["Metadata"] = objectMetadata(record, self.commonMetadata)
+        if self.flexible:
+            if digest.partSize is None:
+                args["ChecksumSHA256"] = digest.sha256Base64  # S3 refuses the PUT if the bytes differ
+            else:
+                args["ChecksumAlgorithm"] = "SHA256"
+        self.store.uploadFile(path, key, args)
+        logger.debug("Stored [%s] (%d bytes, %s).", key, record.size, record.encryption)
+
+    # -- resuming -----------------------------------------------------------------------------------------------
+
+    def _reusable(self, key: str, staged: StagedFile, plaintextSha256: str, mode: str) -> StoredObject | None:
+        """The stored object's record when it already holds exactly this file, stored the way we store it now."""
+        remote = self.existing.get(key)
+        if remote is None:
+            return None
+        previous = self.previous.get(staged.relative)
+        if previous is None:
+            previous = metadataRecord(staged.relative, remote, self.store.head(key).metadata)
+        if (
+            previous is None
+            or previous.encryption != mode
+            or previous.plaintextSha256 != plaintextSha256
+            or previous.plaintextSize != staged.size
+            or previous.size != remote.size
+            or (previous.md5Etag is not None and "-" not in remote.etag and previous.md5Etag != remote.etag)
+        ):
+            return None
+        logger.debug("Skipping [%s]: already stored with the same content.", key)
+        return previous
+
+
+def _record(relative: str, stored: StreamDigest, plaintextSize: int, plaintextSha256: str, mode: str) -> StoredObject:
+    return StoredObject(
+        relative=relative,
+        size=stored.size,
+        plaintextSize=plaintextSize,
+        plaintextSha256=plaintextSha256,
+        storedSha256=stored.sha256,
+        encryption=mode,
+        partSize=stored.partSize,
+        md5Etag=stored.md5Etag,
+        compositeSha256=stored.compositeSha256,
+    )
+
+
+def _checkUnchanged(staged: StagedFile, sizeRead: int) -> None:
+    """A file that grows, shrinks or is rewritten while we read it must not be recorded as stored."""
+    now = os.stat(staged.path)
+    if sizeRead != staged.size or now.st_size != staged.size or now.st_mtime_ns != staged.mtimeNs:
+        raise ValueError(
+            f"Staged file changed while being read: {staged.path} (listed {staged.size} bytes, read {sizeRead}, "
+            f"now {now.st_size}); re-run once staging is finished."
+        )

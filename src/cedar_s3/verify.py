@@ -1,0 +1,130 @@
+"""Prove that what S3 holds is what we recorded, as cheaply as the endpoint allows.
+
+In order of cost: the listing's size and ETag (an MD5 for single-part objects without SSE-KMS: one request per
+thousand objects); then a HEAD with the flexible SHA-256 checksum (whole-object or multipart composite); and,
+on request, downloading and hashing the bytes (the only proof left when an endpoint gives neither). Every
+object is checked; every bad one is named.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from cedar_s3.digest import READ_CHUNK
+from cedar_s3.manifest import StoredObject
+from cedar_s3.s3 import RemoteObject, S3Store
+from cedar_s3.s3errors import S3Error
+
+__all__ = ["VerificationError", "verifyObjects"]
+
+logger = logging.getLogger("CedarBackup3.log.extend.amazons3.verify")
+
+SHOWN_PROBLEMS = 20
+UNPROVABLE = "only a download can prove it (set <verify_download>Y or use verify --download)"
+
+
+class VerificationError(S3Error):
+    """Some stored objects are missing or differ from the record; ``problems`` names each."""
+
+    def __init__(self, problems: list[str], where: str) -> None:
+        shown = "; ".join(problems[:SHOWN_PROBLEMS])
+        more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
+        super().__init__(f"Verification of {where} failed for {len(problems)} object(s): {shown}{more}")
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class _Check:
+    record: StoredObject
+    key: str
+    remote: RemoteObject | None
+
+
+def _b64(hexDigest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hexDigest)).decode("ascii")
+
+
+def _byListing(check: _Check) -> bool:
+    """True when the listing alone proves the object (size and an MD5-form ETag both match)."""
+    record, remote = check.record, check.remote
+    return remote is not None and record.md5Etag is not None and remote.etag == record.md5Etag
+
+
+def _byHead(store: S3Store, check: _Check) -> str | None:
+    """None when a HEAD proves the object; else what is wrong (or that only a download can tell)."""
+    record = check.record
+    head = store.head(check.key)
+    if head.size != record.size:
+        return f"{check.key}: size {head.size}, expected {record.size}"
+    if head.checksumSha256 is not None:
+        expected = record.compositeSha256 if record.partSize is not None else _b64(record.storedSha256)
+        if expected is None:
+            return f"{check.key}: stored as multipart but no composite checksum was recorded to compare with"
+        if head.checksumSha256 != expected:
+            return f"{check.key}: SHA-256 checksum differs from what was uploaded"
+        return None
+    etagIsDigest = head.serverSideEncryption != "aws:kms" and record.md5Etag is not None
+    if etagIsDigest:
+        return f"{check.key}: ETag {head.etag} differs from the uploaded data's {record.md5Etag}"
+    return f"{check.key}: the endpoint returns no checksum and the ETag is not an MD5; {UNPROVABLE}"
+
+
+def _byDownload(store: S3Store, key: str, record: StoredObject) -> str | None:
+    digest = hashlib.sha256()
+    size = 0
+    stream = store.openStream(key)
+    try:
+        while chunk := stream.read(READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    finally:
+        stream.close()
+    if size != record.size or digest.hexdigest() != record.storedSha256:
+        return f"{key}: downloaded bytes differ from what was uploaded (SHA-256 mismatch)"
+    return None
+
+
+def verifyObjects(
+    store: S3Store,
+    dayPrefix: str,
+    records: Iterable[StoredObject],
+    *,
+    download: bool = False,
+    listing: dict[str, RemoteObject] | None = None,
+) -> int:
+    """Check every record against S3; raise ``VerificationError`` naming each bad object. Returns the count."""
+    if listing is None:
+        listing = {entry.key: entry for entry in store.listObjects(dayPrefix)}
+    keyed = [(record, dayPrefix + record.relative) for record in records]
+    checks = [_Check(record, key, listing.get(key)) for record, key in keyed]
+    problems: list[str] = []
+    needHead: list[_Check] = []
+    for check in checks:
+        if check.remote is None:
+            problems.append(f"{check.key}: missing")
+        elif check.remote.size != check.record.size:
+            problems.append(f"{check.key}: size {check.remote.size}, expected {check.record.size}")
+        elif not _byListing(check):
+            needHead.append(check)
+    unprovable: list[str] = []
+    if needHead:
+        with ThreadPoolExecutor(max_workers=store.concurrency) as pool:
+            for problem in pool.map(lambda check: _byHead(store, check), needHead):
+                if problem is not None:
+                    (unprovable if problem.endswith(UNPROVABLE) else problems).append(problem)
+    if download:
+        present = [check for check in checks if check.remote is not None]
+        logger.debug("Downloading %d objects from %s to hash them.", len(present), dayPrefix)
+        with ThreadPoolExecutor(max_workers=store.concurrency) as pool:
+            results = pool.map(lambda check: _byDownload(store, check.key, check.record), present)
+            problems += [problem for problem in results if problem is not None]
+    else:
+        problems += unprovable
+    if problems:
+        raise VerificationError(problems, store.location.url(dayPrefix))
+    return len(checks)

@@ -1,0 +1,53 @@
+"""A private scratch directory for ciphertext in flight.
+
+Upstream wrote an encrypted copy of the whole staging dir before uploading any of it. We encrypt file by
+file into this directory and delete each ciphertext as soon as it is uploaded, so the directory never holds
+more than the files currently in flight. It is 0700, owned by the backup user (the legacy ``<encrypt>``
+command runs as that user and must write here), and removed on every way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from types import TracebackType
+
+from CedarBackup3.util import changeOwnership
+
+__all__ = ["WorkArea"]
+
+
+class WorkArea:
+    """``with WorkArea(workingDir, user, group) as area:`` then ``with area.scratch(name) as path: ...``."""
+
+    def __init__(self, workingDir: str, backupUser: str | None, backupGroup: str | None) -> None:
+        if not os.path.isdir(workingDir):
+            raise OSError(f"<working_dir> {workingDir} does not exist or is not a directory.")
+        self._workingDir = workingDir
+        self._user = backupUser
+        self._group = backupGroup
+        self.path = ""
+
+    def __enter__(self) -> WorkArea:
+        self.path = tempfile.mkdtemp(prefix="cedar-s3-", dir=self._workingDir)
+        os.chmod(self.path, 0o700)
+        changeOwnership(self.path, self._user, self._group)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def scratch(self, name: str) -> Iterator[str]:
+        """A path for one temporary file; whatever is written there is gone when the block ends."""
+        path = os.path.join(self.path, name)
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

@@ -1,0 +1,57 @@
+"""Shared fixtures: one real S3 endpoint on 127.0.0.1 for the session, a fresh bucket and staging tree per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nightkit import MotoServer, Night, newBucketName, s3Client
+
+# Tests never read the developer's or CI's own AWS settings, and never reach a real AWS endpoint.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent/cedar-s3-tests/config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/cedar-s3-tests/credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoint(moto: MotoServer) -> str:
+    return moto.url
+
+
+@pytest.fixture
+def s3(endpoint: str) -> Any:
+    return s3Client(endpoint)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = newBucketName()
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def night(tmp_path: Path, bucket: str, endpoint: str) -> Night:
+    return Night(tmp_path, bucket, endpoint)

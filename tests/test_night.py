@@ -1,0 +1,189 @@
+"""executeAction against a real S3 endpoint: key layout, bytes, indicator, re-runs, and nothing lost on failure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import pytest
+
+from cedar_s3.manifest import MANIFEST_NAME, Manifest
+from cedar_s3.s3errors import S3Error
+from nightkit import TODAY, Night, dateSuffix, getBytes, listKeys
+
+DAY = dateSuffix()
+
+
+def staged(night: Night) -> dict[str, bytes]:
+    files = {
+        "host1/etc.tar.gz": os.urandom(70_000),
+        "host1/nested/deeper/home.tar.gz": os.urandom(3_000),
+        "host2/var.tar.bz2": os.urandom(10_000),
+        "host2/empty.tar": b"",
+        "host2/foo.cback.tar": b"not an indicator, must be stored",
+    }
+    night.stage(files)
+    return files
+
+
+def test_stores_day_under_upstream_key_layout_with_bytes_and_indicator(night: Night, s3: Any) -> None:
+    files = staged(night)
+    night.run()
+    keys = listKeys(s3, night.bucket)
+    assert set(keys) == {f"{DAY}/{relative}" for relative in files} | {f"{DAY}/{MANIFEST_NAME}"}
+    for relative, data in files.items():
+        assert getBytes(s3, night.bucket, f"{DAY}/{relative}") == data
+    assert night.indicator().exists()
+    assert not any(key.endswith(("cback.stage", "cback.collect")) for key in keys)
+
+
+def test_bucket_prefix_is_honoured(night: Night, s3: Any) -> None:
+    files = staged(night)
+    night.bucket = f"{night.bucket}/nightly/server1/"
+    night.run()
+    bucket = night.bucket.split("/")[0]
+    keys = listKeys(s3, bucket)
+    assert f"nightly/server1/{DAY}/host1/etc.tar.gz" in keys
+    assert all(key.startswith(f"nightly/server1/{DAY}/") for key in keys)
+    assert len(keys) == len(files) + 1
+
+
+def test_manifest_describes_every_object(night: Night, s3: Any) -> None:
+    files = staged(night)
+    night.run()
+    manifest = Manifest.fromJson(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    records = manifest.byRelative()
+    assert set(records) == set(files)
+    for relative, data in files.items():
+        assert records[relative].plaintextSha256 == hashlib.sha256(data).hexdigest()
+        assert records[relative].size == len(data)
+        assert records[relative].encryption == "none"
+    assert manifest.day == DAY and manifest.finished >= manifest.started
+
+
+def test_rerun_replaces_changed_objects_and_removes_stale_ones(night: Night, s3: Any) -> None:
+    staged(night)
+    night.run()
+    day = night.dayDir()
+    (day / "host2" / "var.tar.bz2").unlink()
+    (day / "host1" / "etc.tar.gz").write_bytes(b"new content")
+    night.run()
+    keys = listKeys(s3, night.bucket)
+    assert f"{DAY}/host2/var.tar.bz2" not in keys
+    assert getBytes(s3, night.bucket, f"{DAY}/host1/etc.tar.gz") == b"new content"
+    manifest = json.loads(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"))
+    assert "host2/var.tar.bz2" not in {entry["relative"] for entry in manifest["objects"]}
+
+
+def test_rerun_skips_what_is_already_stored(night: Night, s3: Any, caplog: pytest.LogCaptureFixture) -> None:
+    staged(night)
+    night.run()
+    caplog.set_level("INFO", logger="CedarBackup3.log.extend.amazons3")
+    night.run()
+    assert any("skipped 5 already stored" in record.getMessage() for record in caplog.records)
+
+
+def test_failed_rerun_deletes_nothing_and_writes_no_indicator(night: Night, s3: Any) -> None:
+    files = staged(night)
+    night.run()
+    before = {key: getBytes(s3, night.bucket, key) for key in listKeys(s3, night.bucket)}
+    night.indicator().unlink()
+    (night.dayDir() / "host1" / "etc.tar.gz").unlink()  # would become stale ...
+    os.mkfifo(night.dayDir() / "host2" / "pipe")  # ... but the night fails on a special file first
+    with pytest.raises(ValueError, match="not a regular file"):
+        night.run()
+    after = {key: getBytes(s3, night.bucket, key) for key in listKeys(s3, night.bucket)}
+    assert after == before
+    assert not night.indicator().exists()
+    assert f"{DAY}/host1/etc.tar.gz" in after and len(files) + 1 == len(after)
+
+
+def test_size_limit_exceeded_sends_nothing(night: Night, s3: Any) -> None:
+    staged(night)
+    night.settings["full_size_limit"] = "50000"
+    with pytest.raises(ValueError, match=r"size limit exceeded: .* > .*full_size_limit"):
+        night.run()
+    assert listKeys(s3, night.bucket) == {}
+    assert not night.indicator().exists()
+
+
+def test_a_day_of_more_than_a_thousand_files_paginates(night: Night, s3: Any) -> None:
+    night.stage({f"host/{index // 100:02d}/f{index:04d}": b"%d" % index for index in range(1100)})
+    night.settings["max_concurrency"] = 16
+    night.run()
+    keys = listKeys(s3, night.bucket)
+    assert len(keys) == 1101
+    manifest = json.loads(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"))
+    assert len(manifest["objects"]) == 1100
+
+
+def test_multipart_objects_are_stored_and_verified(night: Night, s3: Any) -> None:
+    big = os.urandom(11 * 1024 * 1024 + 17)
+    night.stage({"host/big.tar": big})
+    night.settings |= {"multipart_threshold": "5 MB", "multipart_chunksize": "5 MB"}
+    night.run()
+    head = s3.head_object(Bucket=night.bucket, Key=f"{DAY}/host/big.tar")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert getBytes(s3, night.bucket, f"{DAY}/host/big.tar") == big
+
+
+def test_missing_bucket_fails_fast_with_a_clear_message(night: Night, s3: Any) -> None:
+    staged(night)
+    night.bucket = "cedar-no-such-bucket"
+    with pytest.raises(FileNotFoundError, match="bucket does not exist"):
+        night.run()
+    assert not night.indicator().exists()
+
+
+def test_nothing_staged_is_a_clear_oserror(night: Night) -> None:
+    with pytest.raises(OSError, match="only tried today"):
+        night.run()
+
+
+def test_already_stored_day_is_skipped_without_full(night: Night) -> None:
+    staged(night)
+    night.run()
+    with pytest.raises(OSError, match="tried today, yesterday, tomorrow"):
+        night.run(full=False)
+
+
+def test_object_replaced_remotely_is_caught_by_verification(night: Night, s3: Any) -> None:
+    from cedar_s3.config import LocalConfig
+    from cedar_s3.s3 import buildStore
+    from cedar_s3.verify import VerificationError, verifyObjects
+
+    files = staged(night)
+    night.run()
+    key = f"{DAY}/host1/etc.tar.gz"
+    s3.put_object(Bucket=night.bucket, Key=key, Body=os.urandom(len(files["host1/etc.tar.gz"])))
+    manifest = Manifest.fromJson(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    settings = LocalConfig(xmlPath=str(night.configPath)).amazons3
+    assert settings is not None
+    with buildStore(settings, None) as store, pytest.raises(VerificationError, match=key) as caught:
+        verifyObjects(store, f"{DAY}/", manifest.objects)
+    assert len(caught.value.problems) == 1
+
+
+def test_unreachable_endpoint_fails_within_seconds(night: Night) -> None:
+    import time
+
+    from nightkit import freePort
+
+    staged(night)
+    night.endpoint = f"http://127.0.0.1:{freePort()}"
+    started = time.monotonic()
+    with pytest.raises(S3Error, match="could not connect"):
+        night.run()
+    assert time.monotonic() - started < 10
+
+
+def test_yesterday_is_used_when_today_is_not_staged(night: Night, s3: Any) -> None:
+    import datetime
+
+    yesterday = TODAY - datetime.timedelta(days=1)
+    night.stage({"h/a": b"a"}, day=yesterday)
+    night.run(full=False)
+    assert f"{dateSuffix(yesterday)}/h/a" in listKeys(s3, night.bucket)
+    assert night.indicator(yesterday).exists()

@@ -50,6 +50,10 @@ def objectMetadata(record: StoredObject, common: dict[str, str]) -> dict[str, st
     }
     if record.partSize is not None:
         meta["cedar-part-size"] = str(record.partSize)
+    if record.md5Etag is not None:
+        meta["cedar-md5-etag"] = record.md5Etag
+    if record.compositeSha256 is not None:
+        meta["cedar-composite-sha256"] = record.compositeSha256
     return meta
 
 
@@ -65,7 +69,8 @@ def metadataRecord(relative: str, remote: RemoteObject, metadata: dict[str, str]
             storedSha256=metadata["cedar-stored-sha256"],
             encryption=metadata["cedar-encryption"],
             partSize=int(partSize) if partSize else None,
-            md5Etag=remote.etag if partSize is None and "-" not in remote.etag else None,
+            md5Etag=metadata.get("cedar-md5-etag"),
+            compositeSha256=metadata.get("cedar-composite-sha256"),
         )
         record.check()
     except (KeyError, ValueError):
@@ -95,6 +100,7 @@ class DayUpload:
         self.previous = previous
         self.existing = existing
         self.flexible = store.options.flexibleChecksums
+        self.etagsAreMd5 = store.options.serverSideEncryption != "aws:kms"  # else verification HEADs each object
 
     # -- the whole day ------------------------------------------------------------------------------------------
 
@@ -174,9 +180,10 @@ class DayUpload:
     def _digest(self, path: str, size: int) -> StreamDigest:
         partSize = self.store.plan.partSizeFor(size)
         multipart = partSize is not None
-        return digestFile(
-            path, partSize, wantMd5=not multipart or not self.flexible, wantComposite=multipart and self.flexible
-        )
+        # The MD5 form lets one listing prove every object on any endpoint that computes standard ETags, even one
+        # that (like moto) does not check the checksums we send; the composite SHA-256 covers SSE-KMS, where the
+        # ETag is not an MD5 and a HEAD must prove the object instead.
+        return digestFile(path, partSize, wantMd5=True, wantComposite=multipart and self.flexible)
 
     def _upload(self, path: str, key: str, record: StoredObject, digest: StreamDigest) -> None:
         args = self.store.options.objectArgs()
@@ -205,7 +212,7 @@ class DayUpload:
             or previous.plaintextSha256 != plaintextSha256
             or previous.plaintextSize != staged.size
             or previous.size != remote.size
-            or (previous.md5Etag is not None and "-" not in remote.etag and previous.md5Etag != remote.etag)
+            or (self.etagsAreMd5 and previous.md5Etag is not None and previous.md5Etag != remote.etag)
         ):
             return None
         logger.debug("Skipping [%s]: already stored with the same content.", key)

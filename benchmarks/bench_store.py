@@ -130,12 +130,12 @@ def setup_gpg(tmp: Path, su_user: str | None) -> tuple[str, str]:
     uid = "cedar-s3 bench <bench@cedar-s3.invalid>"
     base = [gpg, "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
     run([*base, "--quick-gen-key", uid, "default", "default", "never"])
-    listing = run([gpg, "--homedir", str(home), "--with-colons", "--list-keys"]).stdout
+    listing = run([gpg, "--homedir", str(home), "--no-autostart", "--with-colons", "--list-keys"]).stdout
     fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-    run([gpg, "--homedir", str(home), "--batch", "--yes", "--export", "-o", str(tmp / "pub.gpg")])
+    run([gpg, "--homedir", str(home), "--no-autostart", "--batch", "--yes", "--export", "-o", str(tmp / "pub.gpg")])
     b_home = tmp / "b-gnupg"
     b_home.mkdir(mode=0o700)
-    run([gpg, "--homedir", str(b_home), "--batch", "--import", str(tmp / "pub.gpg")])
+    run([gpg, "--homedir", str(b_home), "--no-autostart", "--batch", "--import", str(tmp / "pub.gpg")])
     secret = secrets.token_hex(20) + "\n"  # one passphrase; B gets its own copy as upstream's user would
     for path in (tmp / "passphrase", tmp / "b-passphrase"):
         path.touch(mode=0o600)
@@ -147,8 +147,8 @@ def setup_gpg(tmp: Path, su_user: str | None) -> tuple[str, str]:
 
 
 def kill_agents(tmp: Path, su_user: str | None) -> None:
-    """gpg leaves a gpg-agent per home running; stop ours (B's as its own user, so the socket path matches)."""
-    for home, user in ((tmp / "gnupg", None), (tmp / "b-gnupg", su_user)):
+    """gpg leaves a gpg-agent per home and user running; stop ours (as each user, so the socket path matches)."""
+    for home, user in ((tmp / "gnupg", None), (tmp / "b-gnupg", None), (tmp / "b-gnupg", su_user)):
         if not home.is_dir():
             continue
         command = f"gpgconf --homedir {home} --kill all"
@@ -258,11 +258,13 @@ def drop_bucket(bench: Bench, name: str) -> dict[str, int]:
 
 
 def check_remote(bench: Bench, ds: Dataset, remote: dict[str, int], plain: bool) -> str | None:
-    """Did the side really store every payload file (with the same size when unencrypted)?"""
+    """Did the side store every payload file: same size when plain, another size (ciphertext) when encrypted?"""
     for path in payload_files(ds.day_dir):
         key = f"{bench.day}/{path.relative_to(ds.day_dir)}"
-        if key not in remote or (plain and remote[key] != path.stat().st_size):
-            return f"remote check failed: {key} missing or wrong size"
+        if key not in remote:
+            return f"remote check failed: {key} missing"
+        if (remote[key] == path.stat().st_size) != plain:
+            return f"remote check failed: {key} is {remote[key]} bytes, {'not ' if plain else ''}as staged"
     return None
 
 
@@ -274,7 +276,7 @@ def config_xml(bench: Bench, ds: Dataset, variant: str, bucket: str, work: Path)
         s3["gpg_passphrase_file"] = str(bench.passphrase)
     if variant == "pubkey":
         s3.update(gpg_recipient=bench.fingerprint, gpg_home=str(bench.gpg_home))
-    if variant != "plain" and a.s2k_count:
+    if variant == "symmetric" and a.s2k_count:  # ours rejects it for public-key encryption
         s3["gpg_s2k_count"] = str(a.s2k_count)
     if a.max_concurrency:
         s3["max_concurrency"] = str(a.max_concurrency)
@@ -357,7 +359,8 @@ def encrypt_command(bench: Bench, variant: str, equal: bool) -> str | None:
         return None
     extra = " --compress-algo none --cipher-algo AES256" if equal else ""
     if variant == "symmetric":
-        extra += f" --s2k-count {bench.args.s2k_count}" if equal and bench.args.s2k_count else ""
+        s2k = f" --s2k-mode 3 --s2k-digest-algo SHA512 --s2k-count {bench.args.s2k_count}"  # as ours passes it
+        extra += s2k if equal and bench.args.s2k_count else ""
         head = f"{bench.gpg} -c --batch --yes --pinentry-mode loopback --passphrase-file {bench.b_passphrase}"
     else:
         head = f"{bench.gpg} --homedir {bench.b_gpg_home} -e --batch --yes --trust-model always -r {bench.fingerprint}"
@@ -522,4 +525,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the cleanups in main() have run by now
+        sys.exit("interrupted")

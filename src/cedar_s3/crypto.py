@@ -28,7 +28,6 @@ from cedar_s3.digest import HashingReader, digestFile
 
 __all__ = [
     "CommandEncryptor",
-    "Decryptor",
     "Encryptor",
     "GnuPGEncryptor",
     "PlainDigest",
@@ -68,33 +67,30 @@ class Encryptor(Protocol):
     def close(self) -> None: ...
 
 
-def _gpgBinary() -> str:
+def gpgBinary() -> str:
+    """The gpg to run; a missing one is named with how to install it, before any temp file exists."""
     for name in ("gpg", "gpg2"):
         found = shutil.which(name)
         if found:
             return found
-    raise OSError(
-        errno.ENOENT,
-        "GnuPG (gpg) is not installed or not on PATH, but <gpg_passphrase_file>/<gpg_recipient> need it; "
-        "install it (apt-get install gnupg).",
-    )
+    raise OSError(errno.ENOENT, "GnuPG (gpg) is not installed or not on PATH; install it (apt-get install gnupg).")
 
 
-def _killAgent(home: str, gpgBinary: str | None = None) -> None:
+def killAgent(home: str, binary: str | None = None) -> None:
     """gpg starts one gpg-agent per home and leaves it running; a nightly job must not leak one per night.
 
     The ``gpgconf`` beside the ``gpg`` that was used comes first, so the agent of that very installation is
     the one asked to stop. Where ``/run/user/UID`` exists, gpg keeps the sockets of a home in a directory of
     its own there, which outlives the home unless removed too.
     """
-    beside = os.path.join(os.path.dirname(gpgBinary), "gpgconf") if gpgBinary else ""
+    beside = os.path.join(os.path.dirname(binary), "gpgconf") if binary else ""
     gpgconf = beside if beside and os.access(beside, os.X_OK) else shutil.which("gpgconf")
     if gpgconf:
         for action in (["--kill", "all"], ["--remove-socketdir"]):
             subprocess.run([gpgconf, "--homedir", home, *action], check=False, capture_output=True, timeout=30)
 
 
-def _newPrivateHome() -> str:
+def newPrivateHome() -> str:
     """A 0700 throw-away GnuPG home in the temp dir, short enough for gpg-agent's sockets.
 
     gpg-agent puts its sockets in the home (unless ``/run/user/UID`` exists), and a Unix socket path holds at
@@ -198,8 +194,12 @@ class _PrivateGnuPG:
     def __init__(self) -> None:
         import gnupg  # deferred: importing the extension must stay cheap
 
-        self.binary = _gpgBinary()  # before the home exists, so a missing gpg leaves nothing behind
-        self.home = _newPrivateHome()
+        try:
+            self.binary = gpgBinary()  # before the home exists, so a missing gpg leaves nothing behind
+        except OSError as error:
+            setting = "<gpg_passphrase_file>/<gpg_recipient>"
+            raise OSError(error.errno, f"{error.strerror} Native GnuPG encryption ({setting}) needs it.") from None
+        self.home = newPrivateHome()
         try:
             self.gpg = gnupg.GPG(gpgbinary=self.binary, gnupghome=self.home)
         except (OSError, ValueError) as error:
@@ -209,7 +209,7 @@ class _PrivateGnuPG:
         self.gpg.buffer_size = GPG_BUFFER
 
     def close(self) -> None:
-        _killAgent(self.home, self.binary)
+        killAgent(self.home, self.binary)
         shutil.rmtree(self.home, ignore_errors=True)
 
 
@@ -315,45 +315,6 @@ class GnuPGEncryptor:
 
     def close(self) -> None:
         self._private.close()
-
-
-class Decryptor:
-    """Decrypt with a passphrase file or the secret keys of a GnuPG home (restore and deep verify)."""
-
-    def __init__(
-        self,
-        *,
-        passphraseFile: str | None = None,
-        gnupgHome: str | None = None,
-        keyPassphraseFile: str | None = None,
-    ) -> None:
-        import gnupg
-
-        self._passphrase = readPassphrase(passphraseFile, "--passphrase-file") if passphraseFile else None
-        if keyPassphraseFile:
-            self._passphrase = readPassphrase(keyPassphraseFile, "--key-passphrase-file")
-        self._ownHome = gnupgHome is None
-        self._binary = _gpgBinary()  # before the home exists, so a missing gpg leaves nothing behind
-        self.home = gnupgHome or _newPrivateHome()
-        try:
-            self.gpg = gnupg.GPG(gpgbinary=self._binary, gnupghome=self.home)
-        except (OSError, ValueError) as error:
-            self.close()
-            raise OSError(f"GnuPG ({self._binary}) could not be started: {error}") from None
-        self.gpg.encoding = "utf-8"
-        self.gpg.buffer_size = GPG_BUFFER
-
-    def decrypt(self, source: IO[bytes] | str, target: str, what: str) -> None:
-        result = self.gpg.decrypt_file(
-            source, passphrase=self._passphrase, output=target, extra_args=["--no-symkey-cache"]
-        )
-        if not result.ok or result.returncode != 0:
-            raise OSError(_failure(result, f"Error decrypting {what}"))
-
-    def close(self) -> None:
-        if self._ownHome:
-            _killAgent(self.home, self._binary)
-            shutil.rmtree(self.home, ignore_errors=True)
 
 
 # -------------------------------------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 Upstream wrote an encrypted copy of the whole staging dir before uploading any of it. We encrypt file by
 file into this directory and delete each ciphertext as soon as it is uploaded, so the directory never holds
-more than the files currently in flight. It is 0700, owned by the backup user (the legacy ``<encrypt>``
-command runs as that user and must write here), and removed on every way out.
+more than the files currently in flight. It is 0700 and removed on every way out; it is owned by the backup
+user only in legacy ``<encrypt>`` mode (that command runs as the backup user and must write here), and by the
+user running cback3 otherwise, so no other account can swap files that root reads or writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +20,8 @@ from types import TracebackType
 from CedarBackup3.util import changeOwnership
 
 __all__ = ["WorkArea"]
+
+logger = logging.getLogger("CedarBackup3.log.extend.amazons3.workarea")
 
 
 class WorkArea:
@@ -40,7 +44,10 @@ class WorkArea:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        if self.path:
+            shutil.rmtree(self.path, ignore_errors=True)
+            if os.path.lexists(self.path):  # never fail a night over cleanup, but never hide ciphertext left behind
+                logger.warning("Could not remove the temporary directory [%s]; remove it by hand.", self.path)
 
     @contextlib.contextmanager
     def scratch(self, name: str) -> Iterator[str]:

@@ -1,0 +1,413 @@
+"""Encryption before upload (issue 3), as a user sees it: objects that stock ``gpg`` alone turns back into
+the staged bytes, settings that show in the ciphertext, bounded temp space, nothing left behind, and re-runs
+that recognise encrypted objects although GnuPG output is randomised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cedar_s3.manifest import MANIFEST_NAME, Manifest
+from cedar_s3.workarea import WorkArea
+from gpgkit import (
+    PASSPHRASE,
+    Key,
+    assertNothingLeft,
+    decrypt,
+    exportPublicKey,
+    generateKey,
+    gpg,
+    isolatedTempDir,
+    killAgent,
+    listPackets,
+    newHome,
+    shortHome,
+    writePassphraseFile,
+)
+from nightkit import Night, dateSuffix, getBytes, listKeys
+from test_e2e_cback3 import BACKUP_USER, ensureBackupUser
+
+DAY = dateSuffix()
+MIB = 1024 * 1024
+LEGACY_COMMAND = "gpg -c --batch --yes --pinentry-mode loopback --passphrase-file {pp} -o ${{output}} ${{input}}"
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def privateTemp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The extension's private GnuPG homes land here, so any leak is ours to see (others run gpg too)."""
+    with isolatedTempDir(monkeypatch, tmp_path_factory) as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
+    """The key pair an administrator makes on their own machine; its secret half never reaches the server."""
+    home = newHome(tmp_path_factory.mktemp("admin") / "gnupg")
+    yield Key(home, generateKey(home, "Backup Restore <restore@example.org>"))
+    killAgent(home)
+
+
+@pytest.fixture(scope="module")
+def colleague(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
+    """A second recipient (an off-site colleague) who must be able to restore alone."""
+    home = newHome(tmp_path_factory.mktemp("colleague") / "gnupg")
+    yield Key(home, generateKey(home, "Off-site Restore <offsite@example.org>"))
+    killAgent(home)
+
+
+@pytest.fixture
+def serverHome(tmp_path: Path, admin: Key, colleague: Key) -> Iterator[Path]:
+    """The backup server's GnuPG home: the recipients' public keys and nothing else."""
+    home = newHome(tmp_path / "server-gnupg")
+    exportPublicKey(admin.home, admin.fingerprint, home)
+    exportPublicKey(colleague.home, colleague.fingerprint, home)
+    yield home
+    killAgent(home)
+
+
+@pytest.fixture
+def passphraseFile(tmp_path: Path) -> Path:
+    return writePassphraseFile(tmp_path / "backup.passphrase")
+
+
+@pytest.fixture
+def restoreHome(tmp_path: Path) -> Iterator[Path]:
+    """An empty home for stock gpg on the restore side (the symmetric case needs no keys at all)."""
+    home = newHome(tmp_path / "restore-gnupg")
+    yield home
+    killAgent(home)
+
+
+@pytest.fixture
+def commandHome() -> Iterator[Path]:
+    with shortHome() as home:
+        yield home
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+
+def stageDay(night: Night) -> dict[str, bytes]:
+    """A day as collect + stage leave it: peer dirs with cback.collect, nesting, a space, an empty file."""
+    files = {
+        "localhost/etc.tar.gz": os.urandom(60_000),
+        "localhost/dir with space/notes.tar": b"notes\n" * 500,
+        "remote/nested/deeper/home.tar.bz2": os.urandom(3_000),
+        "remote/empty.tar": b"",
+    }
+    night.stage(files, peers=("localhost", "remote"))
+    return files
+
+
+def download(s3: Any, bucket: str, relative: str) -> tuple[bytes, dict[str, str]]:
+    """An object's bytes and user metadata, with plain boto3 (no cedar-s3 on the restore side)."""
+    response = s3.get_object(Bucket=bucket, Key=f"{DAY}/{relative}")
+    return response["Body"].read(), response["Metadata"]
+
+
+def snapshot(home: Path) -> dict[str, tuple[int, int]]:
+    return {path.name: (path.stat().st_size, path.stat().st_mtime_ns) for path in home.iterdir() if path.is_file()}
+
+
+def assertOnlyDayStored(s3: Any, night: Night, files: dict[str, bytes]) -> None:
+    """Keys exactly as upstream names them: no .gpg suffix, no indicator files, plus our manifest."""
+    assert set(listKeys(s3, night.bucket)) == {f"{DAY}/{relative}" for relative in files} | {f"{DAY}/{MANIFEST_NAME}"}
+
+
+# -- round trips ------------------------------------------------------------------------------------------------
+
+
+def test_symmetric_night_restores_with_stock_gpg_and_the_passphrase_alone(
+    night: Night,
+    s3: Any,
+    passphraseFile: Path,
+    restoreHome: Path,
+    privateTemp: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    files = stageDay(night)
+    night.settings["gpg_passphrase_file"] = str(passphraseFile)
+    night.run()
+    assertOnlyDayStored(s3, night, files)
+    for relative, data in files.items():
+        ciphertext, metadata = download(s3, night.bucket, relative)
+        assert ciphertext and ciphertext != data  # native mode encrypts empty files too
+        assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == data
+        assert metadata["cedar-encryption"] == "gpg-symmetric"
+        assert PASSPHRASE not in str(metadata) and str(passphraseFile) not in str(metadata)
+    assert night.indicator().exists()
+    assert PASSPHRASE not in caplog.text
+    assertNothingLeft(night.workDir, privateTemp)
+
+
+def test_public_key_night_restores_with_a_secret_key_kept_off_the_server(
+    night: Night,
+    s3: Any,
+    admin: Key,
+    colleague: Key,
+    serverHome: Path,
+    privateTemp: Path,
+) -> None:
+    files = stageDay(night)
+    before = snapshot(serverHome)
+    night.settings |= {"gpg_recipient": [admin.fingerprint, colleague.fingerprint], "gpg_home": str(serverHome)}
+    night.run()
+    assert snapshot(serverHome) == before  # the server's home is read, never written
+    assert gpg(serverHome, "--list-secret-keys").stdout == b""  # it holds nothing that could decrypt
+    assertOnlyDayStored(s3, night, files)
+    for relative, data in files.items():
+        ciphertext, metadata = download(s3, night.bucket, relative)
+        assert ciphertext != data
+        assert decrypt(ciphertext, home=admin.home) == data
+        assert metadata["cedar-encryption"] == "gpg-public-key"
+    ciphertext, _ = download(s3, night.bucket, "localhost/etc.tar.gz")
+    assert decrypt(ciphertext, home=colleague.home) == files["localhost/etc.tar.gz"]  # each recipient alone
+    assert night.indicator().exists()
+    assertNothingLeft(night.workDir, privateTemp)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected", "unexpected"),
+    [
+        pytest.param({}, ["cipher 9,"], ["compressed packet"], id="defaults-aes256-uncompressed"),
+        pytest.param(
+            {"gpg_cipher": "CAMELLIA256", "gpg_compression": "zlib", "gpg_s2k_count": 65536},
+            ["cipher 13,", "count 65536 ", "compressed packet: algo=2"],
+            [],
+            id="explicit",
+        ),
+        pytest.param({"gpg_s2k_count": 1024}, ["count 1088 "], [], id="lowest-s2k-count-is-really-low"),
+    ],
+)
+def test_symmetric_settings_show_in_the_ciphertext(
+    night: Night,
+    s3: Any,
+    passphraseFile: Path,
+    restoreHome: Path,
+    settings: dict[str, Any],
+    expected: list[str],
+    unexpected: list[str],
+) -> None:
+    night.stage({"host/data.tar": b"x" * 4096})
+    night.settings |= {"gpg_passphrase_file": str(passphraseFile)} | settings
+    night.run()
+    ciphertext, _ = download(s3, night.bucket, "host/data.tar")
+    packets = listPackets(ciphertext, restoreHome, passphraseFile)
+    for text in expected:
+        assert text in packets
+    for text in unexpected:
+        assert text not in packets
+
+
+def test_legacy_encrypt_command_quotes_paths_and_keeps_empty_files_plain(
+    night: Night,
+    s3: Any,
+    passphraseFile: Path,
+    restoreHome: Path,
+    commandHome: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In process (the real cback3 run as a backup user is in test_encryption_e2e.py)."""
+    monkeypatch.setenv("HOME", str(commandHome))  # the command's own gpg keeps its agent out of ~root
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where an unquoted $(touch x) would leave its mark
+    files = {"host/a b;$(touch x).tar": os.urandom(5_000), "host/empty.tar": b""}
+    night.stage(files)
+    night.settings["encrypt"] = LEGACY_COMMAND.format(pp=passphraseFile)
+    night.run()
+    ciphertext, metadata = download(s3, night.bucket, "host/a b;$(touch x).tar")
+    assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == files["host/a b;$(touch x).tar"]
+    assert metadata["cedar-encryption"] == "command"
+    plain, metadata = download(s3, night.bucket, "host/empty.tar")
+    assert (plain, metadata["cedar-encryption"]) == (b"", "none")  # upstream stores empty files unencrypted
+    assert not list(tmp_path.rglob("x")) and not list(commandHome.rglob("x"))
+
+
+# -- temp space, self-check, verification -----------------------------------------------------------------------
+
+
+class WorkDirSampler(threading.Thread):
+    """Measures the working dir again and again while a night runs: peak bytes, and every mode it sees."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.peak = 0
+        self.fileModes: set[int] = set()
+        self.dirModes: set[int] = set()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            total = 0
+            for directory, dirNames, fileNames in os.walk(self.root):
+                for name in dirNames:
+                    self.dirModes.add(self._mode(os.path.join(directory, name)))
+                for name in fileNames:
+                    path = os.path.join(directory, name)
+                    self.fileModes.add(self._mode(path))
+                    total += self._size(path)
+            self.peak = max(self.peak, total)
+            time.sleep(0.002)
+
+    @staticmethod
+    def _mode(path: str) -> int:
+        try:
+            return os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            return 0o600  # gone between listing and stat: uploaded and deleted, as it should be
+
+    @staticmethod
+    def _size(path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return 0
+
+
+def test_temp_space_holds_only_the_files_in_flight(
+    night: Night, s3: Any, admin: Key, serverHome: Path, privateTemp: Path
+) -> None:
+    size, count = 4 * MIB, 20
+    night.stage({f"host/part{index:02d}.tar": os.urandom(size) for index in range(count)})
+    night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 2}
+    sampler = WorkDirSampler(night.workDir)
+    sampler.start()
+    try:
+        night.run()
+    finally:
+        sampler.done.set()
+        sampler.join()
+    assert len(listKeys(s3, night.bucket)) == count + 1
+    assert sampler.peak > size // 2, "the sampler never saw a ciphertext; the bound below would prove nothing"
+    assert sampler.peak < 3 * size  # two in flight at most; the staged day is 20 files
+    assert sampler.fileModes == {0o600}
+    assert sampler.dirModes == {0o700}
+    assertNothingLeft(night.workDir, privateTemp)
+
+
+def test_broken_encrypt_command_fails_the_night_before_the_first_upload(night: Night, s3: Any) -> None:
+    night.stage({f"host/f{index}.tar": os.urandom(100_000) for index in range(10)})
+    night.settings["encrypt"] = "/bin/false ${input} ${output}"
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"<encrypt> command self-check failed: Error \[1\]"):
+        night.run()
+    assert time.monotonic() - started < 1.0  # the whole night: config, listing, one run of the command
+    assert listKeys(s3, night.bucket) == {}
+    assert not night.indicator().exists()
+    assert list(night.workDir.iterdir()) == []
+
+
+def test_manifest_records_plaintext_and_stored_checksums(night: Night, s3: Any, passphraseFile: Path) -> None:
+    files = stageDay(night)
+    night.settings |= {"gpg_passphrase_file": str(passphraseFile), "gpg_s2k_count": 65536}
+    night.run()
+    manifest = Manifest.fromJson(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    assert manifest.encryption == "gpg-symmetric"
+    records = manifest.byRelative()
+    for relative, data in files.items():
+        ciphertext, _ = download(s3, night.bucket, relative)
+        record = records[relative]
+        assert (record.plaintextSize, record.plaintextSha256) == (len(data), hashlib.sha256(data).hexdigest())
+        assert (record.size, record.storedSha256) == (len(ciphertext), hashlib.sha256(ciphertext).hexdigest())
+        assert record.encryption == "gpg-symmetric"
+
+
+def test_rerun_recognises_encrypted_objects_already_stored(
+    night: Night, s3: Any, passphraseFile: Path, restoreHome: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = stageDay(night)
+    night.settings |= {"gpg_passphrase_file": str(passphraseFile), "gpg_s2k_count": 65536}
+    night.run()
+    first = {relative: download(s3, night.bucket, relative)[0] for relative in files}
+    caplog.set_level(logging.INFO, logger="CedarBackup3.log.extend.amazons3")
+    night.run()
+    assert "skipped 4 already stored" in caplog.text
+    assert {relative: download(s3, night.bucket, relative)[0] for relative in files} == first
+    caplog.clear()
+    (night.dayDir() / "localhost" / "etc.tar.gz").write_bytes(b"changed since the last run")
+    night.run()
+    assert "skipped 3 already stored" in caplog.text
+    ciphertext, _ = download(s3, night.bucket, "localhost/etc.tar.gz")
+    assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == b"changed since the last run"
+
+
+def test_a_long_temp_dir_leaves_gpg_agent_room_for_its_socket(
+    night: Night, s3: Any, passphraseFile: Path, restoreHome: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket path holds 107 bytes; gpg-agent keeps its socket in the GnuPG home, so that home must be short."""
+    longTemp = tmp_path / ("t" * 60) / ("m" * 40)
+    longTemp.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(longTemp))
+    night.stage({"host/data.tar": b"data"})
+    night.settings["gpg_passphrase_file"] = str(passphraseFile)
+    night.run()  # before the fix: "gpg: can't connect to the agent", exit 2, on the self-check
+    ciphertext, _ = download(s3, night.bucket, "host/data.tar")
+    assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == b"data"
+    assert list(longTemp.iterdir()) == []
+
+
+# -- the docs' restore by hand, and the work area ----------------------------------------------------------------
+
+
+def documentedBlock(after: str) -> str:
+    """The shell code block that follows ``after`` in docs/encryption.rst, as a reader would copy it."""
+    text = (Path(__file__).parent.parent / "docs" / "encryption.rst").read_text()
+    block = text[text.index(after) :].split(".. code-block:: sh", 1)[1].split("\n\n", 2)[1]
+    return "\n".join(line.removeprefix("   ") for line in block.splitlines())
+
+
+def test_documented_restore_by_hand_needs_only_aws_and_gpg(
+    night: Night, s3: Any, endpoint: str, admin: Key, serverHome: Path, tmp_path: Path
+) -> None:
+    files = stageDay(night)
+    bucket = night.bucket
+    night.bucket = f"{bucket}/server1"
+    night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome)}
+    night.run()
+    workspace = tmp_path / "restore-by-hand"
+    workspace.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GNUPGHOME": str(admin.home)}
+    env |= {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+    env |= {"AWS_ENDPOINT_URL": endpoint}
+    for marker in ("One file:", ".. _encryption-restore-day:"):
+        script = documentedBlock(marker).replace("example-backups", bucket).replace("2026/03/01", DAY)
+        done = subprocess.run(["bash", "-e", "-c", script], cwd=workspace, env=env, capture_output=True, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+    assert (workspace / "etc.tar.gz").read_bytes() == files["localhost/etc.tar.gz"]
+    restored = {
+        str(path.relative_to(workspace / "restored")): path.read_bytes()
+        for path in (workspace / "restored").rglob("*")
+        if path.is_file()
+    }
+    assert restored == files
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving the work area to the backup user needs root")
+def test_work_area_belongs_to_the_backup_user_and_goes_on_every_exit(tmp_path: Path) -> None:
+    user = ensureBackupUser()
+    with pytest.raises(RuntimeError, match="half-way"), WorkArea(str(tmp_path), BACKUP_USER, BACKUP_USER) as area:
+        info = os.stat(area.path)
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (user.pw_uid, user.pw_gid, 0o700)
+        with area.scratch("00000001.enc") as path:
+            Path(path).write_bytes(b"ciphertext in flight")
+        assert not os.path.exists(path)
+        Path(area.path, "00000002.enc").write_bytes(b"left by a failing upload")
+        raise RuntimeError("the night fails half-way")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,245 @@
+"""The days stored under a bucket/prefix: which there are, what each holds, and what state each is in.
+
+A day is the key prefix ``[prefix/]YYYY/MM/DD/``. Its state comes from the bookkeeping objects the nightly run
+writes: the manifest (written last, so a day with one is complete) and the incomplete marker (written first and
+removed last, by the nightly run and by ``prune``, so a day caught half-way says so). Days stored by upstream's
+extension have neither and are shown as such. ``verify`` leaves a small record of its last success beside the
+manifest, so ``list`` can say when a day was last proven; a nightly re-run of the day removes it with the rest
+of the stale objects.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cedar_s3 import __version__
+from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest
+
+if TYPE_CHECKING:
+    from cedar_s3.s3 import RemoteObject, S3Store
+
+__all__ = [
+    "BOOKKEEPING",
+    "VERIFIED_RECORD",
+    "DayListing",
+    "DaySummary",
+    "findDays",
+    "listDay",
+    "listDays",
+    "parseDay",
+    "readManifest",
+    "summarizeDays",
+    "writeVerified",
+]
+
+logger = logging.getLogger("CedarBackup3.log.extend.amazons3.catalog")
+
+VERIFIED_RECORD = "cback.amazons3.verified.json"
+BOOKKEEPING = (MANIFEST_NAME, INCOMPLETE_MARKER, VERIFIED_RECORD)
+MANIFEST_LIMIT = 512 * 1024 * 1024
+RECORD_LIMIT = 64 * 1024
+SUMMARY_WORKERS = 8
+
+_FORMS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d")
+_YEAR = re.compile(r"^\d{4}$")
+_TWO = re.compile(r"^\d{2}$")
+
+
+def parseDay(text: str) -> datetime.date:
+    """A day as the operator types it: ``2026-05-01``, ``2026/05/01`` or ``20260501``."""
+    for form in _FORMS:
+        try:
+            return datetime.datetime.strptime(text.strip(), form).date()
+        except ValueError:
+            continue
+    raise ValueError(f"{text!r} is not a day; write it as YYYY-MM-DD (for example 2026-05-01).")
+
+
+def dateSuffix(day: datetime.date) -> str:
+    """The key layout's form of a day: ``YYYY/MM/DD``."""
+    return day.strftime("%Y/%m/%d")
+
+
+@dataclass(frozen=True)
+class DayListing:
+    """What a listing of one day's prefix shows: its data objects and which bookkeeping objects exist."""
+
+    day: datetime.date
+    prefix: str
+    objects: list[RemoteObject]  # data objects only, in key order
+    hasManifest: bool
+    hasMarker: bool
+    hasVerified: bool
+
+    @property
+    def bytes(self) -> int:
+        return sum(entry.size for entry in self.objects)
+
+    @property
+    def listing(self) -> dict[str, RemoteObject]:
+        return {entry.key: entry for entry in self.objects}
+
+    @property
+    def state(self) -> str:
+        """``complete``, ``incomplete`` (a run or prune was interrupted, or is running) or ``no manifest``."""
+        if self.hasMarker:
+            return "incomplete"
+        return "complete" if self.hasManifest else "no manifest"
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """One row of ``list``."""
+
+    day: datetime.date
+    prefix: str
+    objects: int
+    bytes: int
+    encryption: str | None  # the manifest's mode; None when unknown (no readable manifest)
+    state: str
+    verifiedAt: str | None
+    verifiedBy: str | None
+    problem: str | None = None  # why the manifest could not be read, where it could not
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete"
+
+    def toJson(self) -> dict[str, Any]:
+        return {
+            "date": self.day.isoformat(),
+            "prefix": self.prefix,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "encrypted": None if self.encryption is None else self.encryption != "none",
+            "encryption": self.encryption,
+            "complete": self.complete,
+            "state": self.state,
+            "verifiedAt": self.verifiedAt,
+            "verifiedBy": self.verifiedBy,
+            "problem": self.problem,
+        }
+
+
+def _numbered(prefixes: Iterable[str], parent: str, pattern: re.Pattern[str]) -> list[str]:
+    return [prefix for prefix in prefixes if pattern.match(prefix[len(parent) :].rstrip("/"))]
+
+
+def findDays(store: S3Store) -> list[datetime.date]:
+    """Every ``YYYY/MM/DD/`` under the configured prefix, newest first (anything else there is ignored)."""
+    root = store.location.rootPrefix
+    days: list[datetime.date] = []
+    for year in _numbered(store.listCommonPrefixes(root), root, _YEAR):
+        for month in _numbered(store.listCommonPrefixes(year), year, _TWO):
+            for day in _numbered(store.listCommonPrefixes(month), month, _TWO):
+                try:
+                    days.append(parseDay(day[len(root) :].rstrip("/")))
+                except ValueError:
+                    logger.debug("Ignoring [%s]: not a valid date.", day)
+    return sorted(days, reverse=True)
+
+
+def listDay(store: S3Store, day: datetime.date) -> DayListing:
+    prefix = store.location.dayPrefix(dateSuffix(day))
+    objects: list[RemoteObject] = []
+    present: set[str] = set()
+    for entry in store.listObjects(prefix):
+        name = entry.key[len(prefix) :]
+        if name in BOOKKEEPING:
+            present.add(name)
+        else:
+            objects.append(entry)
+    return DayListing(
+        day=day,
+        prefix=prefix,
+        objects=objects,
+        hasManifest=MANIFEST_NAME in present,
+        hasMarker=INCOMPLETE_MARKER in present,
+        hasVerified=VERIFIED_RECORD in present,
+    )
+
+
+def listDays(store: S3Store, days: list[datetime.date]) -> list[DayListing]:
+    """``listDay`` for each day, in the order given, a few at a time."""
+    with ThreadPoolExecutor(max_workers=min(SUMMARY_WORKERS, store.concurrency)) as pool:
+        return list(pool.map(lambda day: listDay(store, day), days))
+
+
+def readManifest(store: S3Store, prefix: str) -> Manifest | None:
+    """The day's manifest, strictly checked (a hostile or damaged one is a ValueError), or None if absent."""
+    key = prefix + MANIFEST_NAME
+    raw = store.getBytes(key, limit=MANIFEST_LIMIT)
+    if raw is None:
+        return None
+    return Manifest.fromJson(raw, source=store.location.url(key))
+
+
+def _readVerified(store: S3Store, prefix: str, manifest: Manifest) -> tuple[str, str] | None:
+    """``(when, how)`` from verify's record, if it is about this manifest (a re-stored day makes it stale)."""
+    try:
+        record = store.getJson(prefix + VERIFIED_RECORD, limit=RECORD_LIMIT)
+    except (OSError, ValueError) as error:
+        logger.debug("Ignoring the verification record under [%s]: %s", prefix, error)
+        return None
+    if not isinstance(record, dict) or record.get("manifestFinished") != manifest.finished:
+        return None
+    when, how = record.get("verifiedAt"), record.get("verifiedBy")
+    if not isinstance(when, str) or not isinstance(how, str):
+        return None
+    return when, how
+
+
+def writeVerified(store: S3Store, prefix: str, manifest: Manifest, how: str) -> None:
+    """Leave a record that ``verify`` proved this day, for ``list``; failing to write it is only a warning."""
+    record = {
+        "verifiedAt": Manifest.now(),
+        "verifiedBy": how,
+        "manifestFinished": manifest.finished,
+        "objects": len(manifest.objects),
+        "tool": f"cedar-s3 {__version__}",
+    }
+    try:
+        store.putBytes(prefix + VERIFIED_RECORD, json.dumps(record).encode("utf-8"), contentType="application/json")
+    except OSError as error:
+        logger.warning("Verified, but could not record it in the bucket (list will not show it): %s", error)
+
+
+def _summarize(store: S3Store, day: datetime.date) -> DaySummary:
+    listing = listDay(store, day)
+    encryption = verifiedAt = verifiedBy = problem = None
+    state = listing.state
+    if listing.hasManifest:
+        try:
+            manifest = readManifest(store, listing.prefix)
+        except ValueError as error:
+            manifest, problem = None, str(error)
+            state = "bad manifest"
+        if manifest is not None:
+            encryption = manifest.encryption
+            verifiedAt, verifiedBy = manifest.finished or None, "upload"
+            if listing.hasVerified:
+                verifiedAt, verifiedBy = _readVerified(store, listing.prefix, manifest) or (verifiedAt, verifiedBy)
+    return DaySummary(
+        day=day,
+        prefix=listing.prefix,
+        objects=len(listing.objects),
+        bytes=listing.bytes,
+        encryption=encryption,
+        state=state,
+        verifiedAt=verifiedAt,
+        verifiedBy=verifiedBy,
+        problem=problem,
+    )
+
+
+def summarizeDays(store: S3Store, days: list[datetime.date]) -> list[DaySummary]:
+    """A summary of each day, in the order given (one listing and at most two small reads per day)."""
+    with ThreadPoolExecutor(max_workers=min(SUMMARY_WORKERS, store.concurrency)) as pool:
+        return list(pool.map(lambda day: _summarize(store, day), days))

@@ -1,0 +1,106 @@
+"""Verify one stored day against its manifest, naming every object that is missing, extra or different.
+
+Without ``download`` this is the nightly run's own check (``verify.verifyObjects``: the listing's sizes and
+ETags, then HEAD checksums), which costs a request per thousand objects at best. With ``download`` every
+object is streamed and hashed, and decrypted on a pipe where it is encrypted, so the plaintext SHA-256 the
+manifest recorded is proven without writing plaintext anywhere. A day that passes gets a verification record
+for ``list``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cedar_s3.catalog import DayListing, readManifest, writeVerified
+from cedar_s3.manifest import Manifest, StoredObject
+from cedar_s3.plaintext import DecryptKeys, ObjectReader, eachObject
+from cedar_s3.progress import makeProgress
+from cedar_s3.verify import VerificationError, verifyObjects
+
+if TYPE_CHECKING:
+    from cedar_s3.s3 import S3Store
+
+__all__ = ["DayCheck", "checkDay"]
+
+logger = logging.getLogger("CedarBackup3.log.extend.amazons3.checkday")
+
+
+@dataclass
+class DayCheck:
+    """The outcome for one day: how many objects were checked and every problem found."""
+
+    listing: DayListing
+    objects: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def checkDay(
+    store: S3Store, listing: DayListing, *, download: bool, keys: DecryptKeys, jobs: int, progressStyle: str
+) -> DayCheck:
+    """Check every object of the day; the result lists each problem (this raises only for S3 or usage errors)."""
+    check = DayCheck(listing)
+    url = store.location.url(listing.prefix)
+    if not listing.hasManifest:
+        check.problems.append(f"{url}: no manifest (stored by upstream's extension, or never finished)")
+        return check
+    try:
+        manifest = readManifest(store, listing.prefix)
+    except ValueError as error:
+        check.problems.append(str(error))
+        return check
+    if manifest is None:  # deleted since the listing
+        check.problems.append(f"{url}: the manifest disappeared while verifying")
+        return check
+    if listing.hasMarker:
+        check.problems.append(f"{url}: marked incomplete (a nightly run or prune was interrupted, or is running)")
+    known = {listing.prefix + record.relative for record in manifest.objects}
+    check.problems += [f"{entry.key}: not in the manifest" for entry in listing.objects if entry.key not in known]
+    check.objects = len(manifest.objects)
+    if download:
+        try:
+            check.problems += _byDownload(store, listing, manifest, keys, jobs, progressStyle)
+        except ValueError as error:  # cannot decrypt with what was given: this day fails, the others go on
+            check.problems.append(str(error))
+    else:
+        try:
+            verifyObjects(store, listing.prefix, manifest.objects, listing=listing.listing)
+        except VerificationError as error:
+            check.problems += error.problems
+    if check.ok:
+        writeVerified(store, listing.prefix, manifest, "verify --download" if download else "verify")
+    return check
+
+
+def _byDownload(
+    store: S3Store, listing: DayListing, manifest: Manifest, keys: DecryptKeys, jobs: int, progressStyle: str
+) -> list[str]:
+    for mode in sorted({record.encryption for record in manifest.objects}):
+        keys.require(mode, store.location.url(listing.prefix))
+    present = listing.listing
+    problems = [
+        f"{listing.prefix + record.relative}: missing"
+        for record in manifest.objects
+        if listing.prefix + record.relative not in present
+    ]
+    records = [record for record in manifest.objects if listing.prefix + record.relative in present]
+    reader = ObjectReader(store, keys, {key: entry.storageClass for key, entry in present.items()})
+    total = sum(record.size for record in records)
+    with makeProgress(f"verify {listing.day}", total, len(records), style=progressStyle) as progress:
+
+        def readOne(record: StoredObject) -> Exception | None:
+            try:
+                reader.read(listing.prefix + record.relative, record, None, progress.advance)
+            except (OSError, ValueError) as error:
+                progress.fileDone(record.relative, ok=False)
+                return error
+            progress.fileDone(record.relative, ok=True)
+            return None
+
+        problems += [str(error) for _record, error in eachObject(records, readOne, jobs=jobs) if error is not None]
+    return problems

@@ -50,7 +50,8 @@ STORAGE_CLASSES = (
     "DEEP_ARCHIVE",
     "REDUCED_REDUNDANCY",
 )
-ARCHIVED_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+ARCHIVED_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # a GET needs a restore first
+MAX_TAGS = 10  # S3's limit per object
 SSE_MODES = ("AES256", "aws:kms")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 ADDRESSING_STYLES = ("auto", "path", "virtual")
@@ -152,10 +153,11 @@ def _byteQuantity(low: int = 0) -> Callable[[str, Any], ByteQuantity | None]:
             return None
         quantity = value if isinstance(value, ByteQuantity) else ByteQuantity(value, UNIT_BYTES)
         size = quantity.bytes
+        written = quantity.quantity if quantity.units == UNIT_BYTES else str(quantity)  # str(): "4.00 MB"
         if not math.isfinite(size) or size > MAX_BYTES:
-            raise ValueError(f"<{label}> must be a finite size of at most 1 EiB; got {quantity.quantity!r}.")
+            raise ValueError(f"<{label}> must be a finite size of at most 1 EiB; got {written!r}.")
         if size < low:
-            raise ValueError(f"<{label}> must be at least {low} bytes; got {quantity.quantity!r}.")
+            raise ValueError(f"<{label}> must be at least {low} bytes; got {written!r} ({int(size)} bytes).")
         return quantity
 
     return validate
@@ -461,12 +463,35 @@ class AmazonS3Config:
         stray = [name for name, value in gpgExtras.items() if value is not None]
         if stray and not self.gpgEnabled:
             raise ValueError(f"<{stray[0]}> needs <gpg_passphrase_file> or <gpg_recipient>.")
+        if self.gpgHome is not None and self.gpgPassphraseFile is not None:
+            raise ValueError(
+                "<gpg_home> holds recipients' public keys; symmetric mode (<gpg_passphrase_file>) needs none."
+            )
         if self.gpgS2kCount is not None and self.gpgPassphraseFile is None:
             raise ValueError("<gpg_s2k_count> applies to symmetric encryption (<gpg_passphrase_file>) only.")
         if self.sseKmsKeyId is not None and self.serverSideEncryption != "aws:kms":
             raise ValueError("<sse_kms_key_id> needs <sse>aws:kms</sse>.")
         if (self.objectLockMode is None) != (self.objectLockDays is None):
             raise ValueError("<object_lock_mode> and <object_lock_days> must be set together.")
+        if self.verifyDownload and self.storageClass in ARCHIVED_STORAGE_CLASSES:
+            raise ValueError(
+                f"<verify_download>Y cannot work with <storage_class>{self.storageClass}: archived objects cannot be "
+                "read back without a restore (hours, and billed). The nightly verify already proves them by "
+                "listing and HEAD checksums; remove <verify_download>, or choose GLACIER_IR (instant retrieval)."
+            )
+        kmsWithoutChecksums = self.serverSideEncryption == "aws:kms" and self.checksumCalculation == "when_required"
+        if kmsWithoutChecksums and not self.verifyDownload:
+            raise ValueError(
+                "<sse>aws:kms with <checksum_calculation>when_required leaves nothing to verify uploads by: an "
+                "SSE-KMS object's ETag is not its MD5 and no SHA-256 checksum is sent. Set <verify_download>Y, "
+                "or drop <checksum_calculation> if the endpoint accepts flexible checksums."
+            )
+        tagKeys = [tag.partition("=")[0] for tag in self.tags]
+        if len(tagKeys) > MAX_TAGS:
+            raise ValueError(f"<tag> is given {len(tagKeys)} times; S3 allows at most {MAX_TAGS} tags per object.")
+        repeated = sorted({key for key in tagKeys if tagKeys.count(key) > 1})
+        if repeated:
+            raise ValueError(f"<tag> sets the key {repeated[0]!r} more than once; S3 allows each tag key once.")
         if self.caBundle is not None and not self.verifyTls:
             raise ValueError("<ca_bundle> makes no sense with <verify_tls>N</verify_tls>.")
         threshold, chunk = self.multipartThreshold, self.multipartChunkSize
@@ -532,17 +557,13 @@ def checkXmlSafety(xmlData: str | bytes) -> None:
 class LocalConfig:
     """This extension's configuration document: upstream's constructor, ``validate`` and ``addConfig``."""
 
-    def __init__(self, xmlData: str | None = None, xmlPath: str | None = None, validate: bool = True) -> None:
+    def __init__(self, xmlData: str | bytes | None = None, xmlPath: str | None = None, validate: bool = True) -> None:
         self._amazons3: AmazonS3Config | None = None
         if xmlData is not None and xmlPath is not None:
             raise ValueError("Use either xmlData or xmlPath, but not both.")
         if xmlPath is not None:
-            with open(xmlPath, "rb") as handle:
-                raw = handle.read(MAX_XML_BYTES + 1)
-            try:
-                xmlData = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise ValueError(f"Configuration file {xmlPath} is not UTF-8 text: {error}") from None
+            with open(xmlPath, "rb") as handle:  # bytes: the parser honours the file's own encoding declaration
+                xmlData = handle.read(MAX_XML_BYTES + 1)
         if xmlData is not None:
             self._parseXmlData(xmlData)
             if validate:
@@ -605,7 +626,7 @@ class LocalConfig:
         for setting in SETTINGS:
             setting.write(xmlDom, section, setting.element, getattr(self.amazons3, setting.attribute))
 
-    def _parseXmlData(self, xmlData: str) -> None:
+    def _parseXmlData(self, xmlData: str | bytes) -> None:
         checkXmlSafety(xmlData)
         _, parentNode = createInputDom(xmlData)
         self._amazons3 = LocalConfig._parseAmazonS3(parentNode)

@@ -1,0 +1,132 @@
+"""Object lock: every object of a night is locked, the tool's own cleanup cannot destroy a locked version, and
+same-day re-runs on a locked day still work (new versions, delete markers, never a version-specific delete)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
+
+import pytest
+
+from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME
+from nightkit import Night, dateSuffix, getBytes, listKeys, newBucketName
+
+DAY = dateSuffix()
+MANIFEST = f"{DAY}/{MANIFEST_NAME}"
+MARKER = f"{DAY}/{INCOMPLETE_MARKER}"
+
+
+@pytest.fixture
+def lockedNight(night: Night, s3: Any) -> Night:
+    """A night whose bucket was created with object lock (and therefore versioning) enabled."""
+    night.bucket = newBucketName()
+    s3.create_bucket(Bucket=night.bucket, ObjectLockEnabledForBucket=True)
+    return night
+
+
+def versionsOf(s3: Any, bucket: str, key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(versions, delete markers) of one key, newest first."""
+    answer = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    versions = [entry for entry in answer.get("Versions", []) if entry["Key"] == key]
+    markers = [entry for entry in answer.get("DeleteMarkers", []) if entry["Key"] == key]
+    return versions, markers
+
+
+def test_lock_reaches_every_object_but_not_the_marker(lockedNight: Night, s3: Any) -> None:
+    lockedNight.stage({"h/a.tar": os.urandom(2000), "h/b.tar": b"b"})
+    lockedNight.settings |= {"object_lock_mode": "GOVERNANCE", "object_lock_days": 2}
+    before = datetime.datetime.now(datetime.timezone.utc)
+    lockedNight.run()
+    after = datetime.datetime.now(datetime.timezone.utc)
+    for key in (f"{DAY}/h/a.tar", f"{DAY}/h/b.tar", MANIFEST):
+        head = s3.head_object(Bucket=lockedNight.bucket, Key=key)
+        assert head["ObjectLockMode"] == "GOVERNANCE", key
+        until = head["ObjectLockRetainUntilDate"]
+        slack = datetime.timedelta(seconds=2)
+        assert before + datetime.timedelta(days=2) - slack <= until <= after + datetime.timedelta(days=2) + slack
+    # the incomplete marker was written and deleted (a delete marker); its version is unlocked and can be purged
+    (marker,), (deleteMarker,) = versionsOf(s3, lockedNight.bucket, MARKER)
+    assert deleteMarker["IsLatest"]
+    head = s3.head_object(Bucket=lockedNight.bucket, Key=MARKER, VersionId=marker["VersionId"])
+    assert "ObjectLockMode" not in head
+    s3.delete_object(Bucket=lockedNight.bucket, Key=MARKER, VersionId=marker["VersionId"])
+    assert lockedNight.indicator().exists()
+
+
+def test_lock_on_a_bucket_without_object_lock_is_a_clear_value_error(night: Night, s3: Any) -> None:
+    night.stage({"h/a.tar": b"a"})
+    night.settings |= {"object_lock_mode": "COMPLIANCE", "object_lock_days": 1}
+    with pytest.raises(ValueError, match=f"bucket {night.bucket} has no object lock configuration.*new bucket"):
+        night.run()
+    assert listKeys(s3, night.bucket) == {}
+    assert not night.indicator().exists()
+
+
+def test_locked_versions_survive_the_tools_cleanup_and_same_day_reruns(lockedNight: Night, s3: Any) -> None:
+    bucket = lockedNight.bucket
+    first = {"h/changed.tar": os.urandom(1500), "h/dropped.tar": os.urandom(700), "h/kept.tar": b"kept"}
+    lockedNight.stage(first)
+    lockedNight.settings |= {"object_lock_mode": "COMPLIANCE", "object_lock_days": 1}
+    lockedNight.run()
+    oldChanged = s3.head_object(Bucket=bucket, Key=f"{DAY}/h/changed.tar")["VersionId"]
+    oldDropped = s3.head_object(Bucket=bucket, Key=f"{DAY}/h/dropped.tar")["VersionId"]
+
+    # same-day re-run on the locked day: one file changed, one dropped, one unchanged
+    day = lockedNight.dayDir()
+    (day / "h" / "changed.tar").write_bytes(b"second version")
+    (day / "h" / "dropped.tar").unlink()
+    lockedNight.run()
+    assert set(listKeys(s3, bucket)) == {f"{DAY}/h/changed.tar", f"{DAY}/h/kept.tar", MANIFEST}
+    assert getBytes(s3, bucket, f"{DAY}/h/changed.tar") == b"second version"
+
+    # the tool only added delete markers; every locked version it replaced or dropped is still there
+    versions, deleteMarkers = versionsOf(s3, bucket, f"{DAY}/h/dropped.tar")
+    assert [entry["VersionId"] for entry in versions] == [oldDropped] and deleteMarkers[0]["IsLatest"]
+    old = s3.get_object(Bucket=bucket, Key=f"{DAY}/h/dropped.tar", VersionId=oldDropped)["Body"].read()
+    assert old == first["h/dropped.tar"]
+    old = s3.get_object(Bucket=bucket, Key=f"{DAY}/h/changed.tar", VersionId=oldChanged)["Body"].read()
+    assert old == first["h/changed.tar"]
+    versions, _ = versionsOf(s3, bucket, f"{DAY}/h/kept.tar")
+    assert len(versions) == 1, "an unchanged file is not uploaded again"
+    versions, _ = versionsOf(s3, bucket, MANIFEST)
+    assert len(versions) == 2 and all(
+        s3.head_object(Bucket=bucket, Key=MANIFEST, VersionId=entry["VersionId"])["ObjectLockMode"] == "COMPLIANCE"
+        for entry in versions
+    )
+
+    # and the lock is real: a version-specific delete (what ransomware with these credentials would try) fails
+    answer = s3.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": f"{DAY}/h/dropped.tar", "VersionId": oldDropped}]}
+    )
+    assert [error["Code"] for error in answer.get("Errors", [])] == ["AccessDenied"]
+
+    # a third run that drops everything but one file still succeeds on the locked day
+    (day / "h" / "changed.tar").unlink()
+    lockedNight.run()
+    assert set(listKeys(s3, bucket)) == {f"{DAY}/h/kept.tar", MANIFEST}
+
+
+def test_lock_with_checksums_when_required_sends_content_md5(
+    lockedNight: Night, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 refuses an object lock PUT without Content-MD5 or a flexible checksum; when_required must still work."""
+    from cedar_s3 import s3 as s3module
+
+    sent: list[dict[str, str]] = []
+    original = s3module._makeClient
+
+    def makeClient(*args: Any, **kwargs: Any) -> Any:
+        client = original(*args, **kwargs)
+        client.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers)))
+        return client
+
+    monkeypatch.setattr(s3module, "_makeClient", makeClient)
+    lockedNight.stage({"h/a.tar": os.urandom(1000)})
+    lockedNight.settings |= {"object_lock_mode": "GOVERNANCE", "object_lock_days": 1}
+    lockedNight.settings["checksum_calculation"] = "when_required"
+    lockedNight.run()
+    locked = [headers for headers in sent if "x-amz-object-lock-mode" in headers]
+    assert len(locked) == 2  # the file and the manifest
+    assert all("Content-MD5" in headers for headers in locked)
+    assert s3.head_object(Bucket=lockedNight.bucket, Key=f"{DAY}/h/a.tar")["ObjectLockMode"] == "GOVERNANCE"

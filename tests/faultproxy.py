@@ -418,7 +418,8 @@ class FaultProxy:
         with self._lock:
             action = next((r.action for r in self._rules if r._fires(method, target)), None)
             kind = action.name if action else None
-            rec = Record(method, target, kind, headers={k.decode().lower(): v.decode("latin-1") for k, v in headers})
+            hdrs = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+            rec = Record(method, target, kind, headers=hdrs)
             self._records.append(rec)
             self._by_method[method] += 1
         expect = any(k.lower() == b"expect" and v.lower() == b"100-continue" for k, v in headers)

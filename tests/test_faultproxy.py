@@ -12,8 +12,6 @@ import hashlib
 import random
 import socket
 import socketserver
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -36,52 +34,15 @@ from faultproxy import (
     status,
     truncate_response_body,
 )
+from nightkit import MotoServer
 
 MiB = 1024 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def moto_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    if s.recv(12).startswith(b"HTTP/1."):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
-def proxy(moto_port: int) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", moto_port) as p:
+def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
+    """The proxy in front of the session's moto server (conftest's ``moto``)."""
+    with FaultProxy("127.0.0.1", moto.port) as p:
         yield p
     assert p.errors == []  # no exception escaped a connection thread
 
@@ -341,7 +302,7 @@ def echo(echo_seen: list[bytes]) -> Iterator[FaultProxy]:
     """A proxy in front of the echo upstream; ``echo_seen`` gets every request line + raw body."""
     srv = _EchoServer(("127.0.0.1", 0), _Echo)
     srv.seen = echo_seen
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
     try:
         with FaultProxy("127.0.0.1", srv.server_address[1]) as p:
             yield p

@@ -187,3 +187,24 @@ def test_yesterday_is_used_when_today_is_not_staged(night: Night, s3: Any) -> No
     night.run(full=False)
     assert f"{dateSuffix(yesterday)}/h/a" in listKeys(s3, night.bucket)
     assert night.indicator(yesterday).exists()
+
+
+def test_rerun_after_a_storage_setting_change_sends_files_again(
+    night: Night, s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    staged(night)
+    night.run()
+    night.settings["storage_class"] = "STANDARD_IA"
+    caplog.set_level("INFO", logger="CedarBackup3.log.extend.amazons3")
+    night.run()
+    assert any("skipped 0 already stored" in record.getMessage() for record in caplog.records)
+    assert s3.head_object(Bucket=night.bucket, Key=f"{DAY}/host1/etc.tar.gz")["StorageClass"] == "STANDARD_IA"
+
+
+def test_a_path_too_long_for_an_s3_key_is_refused_before_sending(night: Night, s3: Any) -> None:
+    night.bucket = f"{night.bucket}/{'p' * 200}"
+    deep = "/".join(["d" * 200] * 4)
+    night.stage({f"host/{deep}/file.tar": b"x"})
+    with pytest.raises(ValueError, match=r"S3 key of \d+ bytes"):
+        night.run()
+    assert listKeys(s3, night.bucket.split("/")[0]) == {}

@@ -16,6 +16,7 @@ A night, in order (the upstream step names where ours does the same job)::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ __all__ = ["STORE_INDICATOR", "AmazonS3Config", "LocalConfig", "executeAction"]
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3")
 
 MANIFEST_LIMIT = 512 * 1024 * 1024
+MAX_KEY_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,11 @@ def _encryption(config: Any, settings: AmazonS3Config) -> Iterator[tuple[Encrypt
         yield None, None
         return
     options = config.options
-    with WorkArea(options.workingDir, options.backupUser, options.backupGroup) as area:
+    # Only the legacy command runs as the backup user and must write there; native GnuPG runs in this process,
+    # so its scratch dir stays ours and a backup user cannot swap files that root is about to read or write.
+    legacy = settings.encryptCommand is not None
+    owner = (options.backupUser, options.backupGroup) if legacy else (None, None)
+    with WorkArea(options.workingDir, *owner) as area:
         encryptor: Encryptor
         if settings.encryptCommand is not None:
             encryptor = CommandEncryptor(settings.encryptCommand, options.backupUser)
@@ -172,18 +178,25 @@ def _storeDay(
         encryption=encryptor.mode if encryptor else "none",
         started=Manifest.now(),
     )
+    _checkKeyLengths(dayPrefix, day)
     marker = {"host": manifest.host, "started": manifest.started, "tool": manifest.tool}
-    store.putBytes(dayPrefix + INCOMPLETE_MARKER, _json(marker), contentType="application/json")
-    _abortLeftovers(store, dayPrefix)
+    store.putBytes(
+        dayPrefix + INCOMPLETE_MARKER, _json(marker), contentType="application/json", metadata=_commonMetadata(manifest)
+    )
+    canTidy = _abortLeftovers(store, dayPrefix)
     existing = {entry.key: entry for entry in store.listObjects(dayPrefix)}
     previous = _previousManifest(store, dayPrefix + MANIFEST_NAME)
     try:
-        report = _uploadStagingDir(store, encryptor, area, day, dayPrefix, manifest, previous, existing)
+        report = _uploadStagingDir(
+            store, encryptor, area, day, dayPrefix, manifest, previous, existing, _storedAs(settings)
+        )
     except BaseException:
         with contextlib.suppress(Exception):
             store.abortIncompleteUploads(dayPrefix)
         raise
     manifest.objects = report.objects
+    if canTidy:  # a CreateMultipartUpload retried after its answer was lost leaves an upload nobody completes
+        _abortLeftovers(store, dayPrefix)
     _verifyUpload(store, settings, dayPrefix, report.objects)
     _writeManifest(store, dayPrefix + MANIFEST_NAME, manifest)
     keep = {dayPrefix + record.relative for record in report.objects} | {dayPrefix + MANIFEST_NAME}
@@ -202,15 +215,19 @@ def _storeDay(
     )
 
 
-def _abortLeftovers(store: S3Store, dayPrefix: str) -> None:
-    """Multipart uploads a killed run left behind cost money and are invisible; tidy them, but never fail on it."""
+def _abortLeftovers(store: S3Store, dayPrefix: str) -> bool:
+    """Multipart uploads a killed run left behind cost money and are invisible; tidy them, but never fail on it.
+
+    Returns False when the credentials may not list them (logged once), so the night does not try again.
+    """
     try:
         aborted = store.abortIncompleteUploads(dayPrefix)
     except PermissionError as error:
         logger.warning("Could not list incomplete multipart uploads (grant s3:ListBucketMultipartUploads): %s", error)
-        return
+        return False
     if aborted:
         logger.info("Aborted %d incomplete multipart upload(s) left under [%s].", aborted, dayPrefix)
+    return True
 
 
 def _json(value: object) -> bytes:
@@ -225,8 +242,44 @@ def _previousManifest(store: S3Store, key: str) -> dict[str, StoredObject]:
     try:
         return Manifest.fromJson(raw, source=store.location.url(key)).byRelative()
     except ValueError as error:
-        logger.warning("Ignoring the existing manifest (every file will be uploaded again): %s", error)
+        logger.warning("Ignoring the existing manifest (objects are checked by their own metadata): %s", error)
         return {}
+
+
+def _checkKeyLengths(dayPrefix: str, day: StagedDay) -> None:
+    """S3 keys hold at most 1,024 bytes; refuse a too-long path before anything is sent, naming it."""
+    for staged in day.files:
+        length = len((dayPrefix + staged.relative).encode("utf-8"))
+        if length > MAX_KEY_BYTES:
+            raise ValueError(f"Staged file path makes an S3 key of {length} bytes (S3 allows 1024): {staged.path}")
+
+
+def _storedAs(settings: AmazonS3Config) -> str:
+    """A short fingerprint of every setting that shapes a stored object other than its content.
+
+    A re-run skips a file only if its object was stored the same way: after a change of recipients, cipher,
+    storage class, SSE, object lock or tags, the same content is sent again so the new settings take effect.
+    """
+    shape = [
+        settings.encryptCommand,
+        settings.gpgPassphraseFile is not None,
+        sorted(settings.gpgRecipients),
+        settings.gpgCipher,
+        settings.gpgCompression,
+        settings.gpgS2kCount,
+        settings.storageClass,
+        settings.serverSideEncryption,
+        settings.sseKmsKeyId,
+        settings.objectLockMode,
+        settings.objectLockDays,
+        sorted(settings.tags),
+    ]
+    return hashlib.sha256(json.dumps(shape).encode("utf-8")).hexdigest()[:16]
+
+
+def _commonMetadata(manifest: Manifest) -> dict[str, str]:
+    """The fixed metadata every object of the day carries, so any one object says where it came from."""
+    return {"cedar-version": __version__, "cedar-host": manifest.host, "cedar-day": manifest.day}
 
 
 def _uploadStagingDir(
@@ -238,17 +291,19 @@ def _uploadStagingDir(
     manifest: Manifest,
     previous: dict[str, StoredObject],
     existing: dict[str, RemoteObject],
+    storedAs: str,
 ) -> UploadReport:
     """Upload (encrypting file by file where configured), skipping objects already stored with this content."""
     from cedar_s3.pipeline import DayUpload
 
-    common = {"cedar-version": __version__, "cedar-host": manifest.host, "cedar-day": manifest.day}
+    common = _commonMetadata(manifest)
     upload = DayUpload(
         store,
         dayPrefix,
         encryptor=encryptor,
         workArea=area,
         commonMetadata=common,
+        storedAs=storedAs,
         previous=previous,
         existing=existing,
     )
@@ -267,7 +322,9 @@ def _verifyUpload(store: S3Store, settings: AmazonS3Config, dayPrefix: str, reco
 def _writeManifest(store: S3Store, key: str, manifest: Manifest) -> None:
     """Written last: a day with a manifest is complete and verified."""
     manifest.finished = manifest.now()
-    store.putBytes(key, manifest.toJson(), contentType="application/json", manifest=True)
+    store.putBytes(
+        key, manifest.toJson(), contentType="application/json", manifest=True, metadata=_commonMetadata(manifest)
+    )
 
 
 def _clearExistingBackup(store: S3Store, staleKeys: list[str]) -> None:

@@ -55,6 +55,7 @@ class StoredObject:
     partSize: int | None = None  # multipart part size; None for a single PUT
     md5Etag: str | None = None  # the ETag S3 gives these bytes, where computed
     compositeSha256: str | None = None  # S3's multipart SHA-256 checksum form, where computed
+    storedAs: str | None = None  # fingerprint of the settings it was stored with (keys, storage class, lock ...)
 
     @classmethod
     def fromDict(cls, data: Any) -> StoredObject:

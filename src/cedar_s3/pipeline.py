@@ -7,11 +7,16 @@ verified against is computed here from the bytes actually read, never from what 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
+import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+
+from CedarBackup3.util import displayBytes
 
 from cedar_s3.crypto import Encryptor
 from cedar_s3.digest import StreamDigest, digestFile
@@ -54,6 +59,8 @@ def objectMetadata(record: StoredObject, common: dict[str, str]) -> dict[str, st
         meta["cedar-md5-etag"] = record.md5Etag
     if record.compositeSha256 is not None:
         meta["cedar-composite-sha256"] = record.compositeSha256
+    if record.storedAs:
+        meta["cedar-stored-as"] = record.storedAs
     return meta
 
 
@@ -71,6 +78,7 @@ def metadataRecord(relative: str, remote: RemoteObject, metadata: dict[str, str]
             partSize=int(partSize) if partSize else None,
             md5Etag=metadata.get("cedar-md5-etag"),
             compositeSha256=metadata.get("cedar-composite-sha256"),
+            storedAs=metadata.get("cedar-stored-as"),
         )
         record.check()
     except (KeyError, ValueError):
@@ -89,6 +97,7 @@ class DayUpload:
         encryptor: Encryptor | None,
         workArea: WorkArea | None,
         commonMetadata: dict[str, str],
+        storedAs: str = "",
         previous: dict[str, StoredObject],
         existing: dict[str, RemoteObject],
     ) -> None:
@@ -98,9 +107,15 @@ class DayUpload:
         self.workArea = workArea
         self.commonMetadata = commonMetadata
         self.previous = previous
+        self.storedAs = storedAs
         self.existing = existing
         self.flexible = store.options.flexibleChecksums
         self.etagsAreMd5 = store.options.serverSideEncryption != "aws:kms"  # else verification HEADs each object
+        self._stop = threading.Event()  # set by the first file that fails
+        # Hashing is CPU work and uploading is mostly the endpoint's: letting one worker hash at a time (per two
+        # cores) makes the next file's hashing overlap the previous file's upload instead of every big file
+        # hashing at once while the link sits idle.
+        self._hashSlots = threading.Semaphore(max(1, (os.cpu_count() or 2) // 2))
 
     # -- the whole day ------------------------------------------------------------------------------------------
 
@@ -111,14 +126,13 @@ class DayUpload:
         results: list[tuple[StoredObject, bool] | None] = [None] * len(files)
         with ThreadPoolExecutor(max_workers=self.store.concurrency, thread_name_prefix="cedar-s3") as pool:
             futures: dict[Future[tuple[StoredObject, bool]], int] = {
-                pool.submit(self._storeOne, index, staged): index for index, staged in enumerate(files)
+                pool.submit(self._storeOneUnlessStopped, index, staged): index for index, staged in enumerate(files)
             }
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [future for future in done if future.exception() is not None]
-            if failed:
+            if any(future.exception() is not None for future in done):
                 pool.shutdown(wait=True, cancel_futures=True)
-                error = failed[0].exception()
-                assert error is not None
+                errors = [future.exception() for future in futures if not future.cancelled()]
+                error = next(error for error in errors if error is not None and not isinstance(error, _StoppedError))
                 raise error
             for future, index in futures.items():
                 results[index] = future.result()
@@ -135,6 +149,18 @@ class DayUpload:
         return report
 
     # -- one file -----------------------------------------------------------------------------------------------
+
+    def _storeOneUnlessStopped(self, index: int, staged: StagedFile) -> tuple[StoredObject, bool]:
+        """``_storeOne``, unless another file already failed: a worker that finishes its file picks the next one
+        before ``run`` can cancel it, and the night must not start (and wait for) more uploads once it is lost.
+        """
+        if self._stop.is_set():
+            raise _StoppedError
+        try:
+            return self._storeOne(index, staged)
+        except BaseException:
+            self._stop.set()
+            raise
 
     def _storeOne(self, index: int, staged: StagedFile) -> tuple[StoredObject, bool]:
         key = self.dayPrefix + staged.relative
@@ -156,8 +182,9 @@ class DayUpload:
         reused = self._reusable(key, staged, digest.sha256, "none")
         if reused is not None:
             return reused, True
-        record = _record(staged.relative, digest, digest.size, digest.sha256, "none")
+        record = _record(staged.relative, digest, digest.size, digest.sha256, "none", self.storedAs)
         self._upload(staged.path, key, record, digest)
+        _checkUnchanged(staged, digest.size)  # the upload read the file again: it must still be what was hashed
         return record, False
 
     def _storeEncrypted(
@@ -170,10 +197,15 @@ class DayUpload:
                 return reused, True
         assert self.workArea is not None
         with self.workArea.scratch(f"{index:08d}.enc") as target:
-            plainDigest = encryptor.encrypt(staged.path, target)
+            try:
+                plainDigest = encryptor.encrypt(staged.path, target)
+            except BrokenPipeError:
+                raise _encryptorStopped(staged, self.workArea.path) from None
             _checkUnchanged(staged, plainDigest.size)
             stored = self._digest(target, os.path.getsize(target))
-            record = _record(staged.relative, stored, plainDigest.size, plainDigest.sha256, encryptor.mode)
+            record = _record(
+                staged.relative, stored, plainDigest.size, plainDigest.sha256, encryptor.mode, self.storedAs
+            )
             self._upload(target, key, record, stored)
         return record, False
 
@@ -183,7 +215,8 @@ class DayUpload:
         # The MD5 form lets one listing prove every object on any endpoint that computes standard ETags, even one
         # that (like moto) does not check the checksums we send; the composite SHA-256 covers SSE-KMS, where the
         # ETag is not an MD5 and a HEAD must prove the object instead.
-        return digestFile(path, partSize, wantMd5=True, wantComposite=multipart and self.flexible)
+        with self._hashSlots:
+            return digestFile(path, partSize, wantMd5=True, wantComposite=multipart and self.flexible)
 
     def _upload(self, path: str, key: str, record: StoredObject, digest: StreamDigest) -> None:
         args = self.store.options.objectArgs()
@@ -204,22 +237,35 @@ class DayUpload:
         if remote is None:
             return None
         previous = self.previous.get(staged.relative)
-        if previous is None:
+        if previous is None or not self._describes(previous, remote):
+            # Not in the manifest, or rewritten since it was written (by a re-run that failed after sending this
+            # file): the object's own metadata says what it holds.
             previous = metadataRecord(staged.relative, remote, self.store.head(key).metadata)
         if (
             previous is None
+            or not self._describes(previous, remote)
             or previous.encryption != mode
             or previous.plaintextSha256 != plaintextSha256
             or previous.plaintextSize != staged.size
-            or previous.size != remote.size
-            or (self.etagsAreMd5 and previous.md5Etag is not None and previous.md5Etag != remote.etag)
+            or (previous.storedAs or "") != self.storedAs  # keys, storage class, SSE, lock or tags changed
         ):
             return None
         logger.debug("Skipping [%s]: already stored with the same content.", key)
         return previous
 
+    def _describes(self, record: StoredObject, remote: RemoteObject) -> bool:
+        """Whether ``record`` can be the record of the listed object (same size, and same ETag where it is an MD5)."""
+        etagDiffers = self.etagsAreMd5 and record.md5Etag is not None and record.md5Etag != remote.etag
+        return record.size == remote.size and not etagDiffers
 
-def _record(relative: str, stored: StreamDigest, plaintextSize: int, plaintextSha256: str, mode: str) -> StoredObject:
+
+class _StoppedError(Exception):
+    """A file not started because another one had already failed."""
+
+
+def _record(
+    relative: str, stored: StreamDigest, plaintextSize: int, plaintextSha256: str, mode: str, storedAs: str
+) -> StoredObject:
     return StoredObject(
         relative=relative,
         size=stored.size,
@@ -230,7 +276,24 @@ def _record(relative: str, stored: StreamDigest, plaintextSize: int, plaintextSh
         partSize=stored.partSize,
         md5Etag=stored.md5Etag,
         compositeSha256=stored.compositeSha256,
+        storedAs=storedAs or None,
     )
+
+
+def _encryptorStopped(staged: StagedFile, workDir: str) -> OSError:
+    """The encryptor quit before reading all the plaintext (python-gnupg then raises EPIPE and drops gpg's message).
+
+    The usual cause is a full working dir, where the ciphertext goes; say so when the space left is too small.
+    """
+    free = shutil.disk_usage(workDir).free
+    if free < staged.size:
+        return OSError(
+            errno.ENOSPC,
+            f"No space left in the working dir while encrypting {staged.path}: {workDir} has {displayBytes(free)} "
+            f"free and the ciphertext needs about {displayBytes(staged.size)}; free space under <working_dir> or "
+            "point it at a larger filesystem.",
+        )
+    return OSError(errno.EPIPE, f"The encryptor stopped before reading all of {staged.path} (it exited early).")
 
 
 def _checkUnchanged(staged: StagedFile, sizeRead: int) -> None:

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from botocore import exceptions
 from botocore.parsers import ResponseParserError
 
-__all__ = ["S3Error", "translated"]
+__all__ = ["S3Error", "S3IntegrityError", "translated"]
 
 # The IAM action each S3 API call needs, so "access denied" can name the missing permission.
 REQUIRED_PERMISSION = {
-    "HeadBucket": "s3:ListBucket",
     "ListObjectsV2": "s3:ListBucket",
     "ListObjectVersions": "s3:ListBucketVersions",
     "ListMultipartUploads": "s3:ListBucketMultipartUploads",
@@ -53,31 +52,37 @@ class S3ConnectionError(S3Error, ConnectionError):
     """The endpoint could not be reached or kept dropping the connection."""
 
 
+class S3IntegrityError(S3Error):
+    """Bytes failed a checksum: S3 refused an upload as damaged, or data read back does not match its checksum."""
+
+
 def _clientError(error: exceptions.ClientError, what: str) -> OSError:
     info = error.response.get("Error", {})
     code = str(info.get("Code", "Unknown"))
     message = str(info.get("Message", "")).strip() or "no message"
     operation = error.operation_name
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code in ("NoSuchBucket",) or (operation == "HeadBucket" and status == 404):
+    if code == "NoSuchBucket":
         return S3NotFoundError(f"{what}: the bucket does not exist (check <s3_bucket>, <region> and <endpoint_url>).")
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"):
         return S3AccessError(
             f"{what}: S3 rejected the credentials ({code}: {message}). Fix the access key / secret for the backup "
             "user (~/.aws/credentials, environment, or <profile>)."
         )
+    if code == "RequestTimeTooSkewed":  # a 403 too, but no permission will fix it
+        return S3Error(f"{what}: this machine's clock is too far from S3's ({message}). Fix the clock (NTP).")
     if code in ("AccessDenied", "AllAccessDisabled", "Forbidden") or status == 403:
         permission = REQUIRED_PERMISSION.get(operation, f"the permission for {operation}")
         return S3AccessError(
             f"{what}: access denied on {operation} ({code}: {message}). Grant {permission} to the backup "
             "credentials (see the IAM policy in the docs)."
         )
-    if code == "RequestTimeTooSkewed":
-        return S3Error(f"{what}: this machine's clock is too far from S3's ({message}). Fix the clock (NTP).")
     if code in ("NoSuchKey",) or (operation in ("HeadObject", "GetObject") and status == 404):
         return S3NotFoundError(f"{what}: the object does not exist.")
     if code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch") or "checksum" in code.lower():
-        return S3Error(f"{what}: S3 rejected the data as corrupt in transit ({code}: {message}); nothing was stored.")
+        return S3IntegrityError(
+            f"{what}: S3 rejected the data as corrupt in transit ({code}: {message}); nothing was stored."
+        )
     if code == "InvalidObjectState":
         return S3Error(
             f"{what}: the object is archived ({message}). Restore it first (aws s3api restore-object) and retry "
@@ -115,7 +120,7 @@ def translate(error: Exception, what: str) -> Exception:
     if isinstance(error, ResponseParserError):
         return S3Error(f"{what}: S3's answer was garbled and could not be parsed; nothing is assumed stored.")
     if isinstance(error, exceptions.FlexibleChecksumError):
-        return S3Error(f"{what}: the data read back failed its checksum ({error}).")
+        return S3IntegrityError(f"{what}: the data read back failed its checksum ({error}).")
     if isinstance(error, exceptions.BotoCoreError):
         return S3Error(f"{what}: {error}")
     return error

@@ -11,20 +11,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cedar_s3.digest import READ_CHUNK
 from cedar_s3.manifest import StoredObject
-from cedar_s3.s3 import RemoteObject, S3Store
-from cedar_s3.s3errors import S3Error
+from cedar_s3.s3 import RemoteHead, RemoteObject, S3Store, restoreStatus
+from cedar_s3.s3errors import S3Error, S3IntegrityError, translated
 
 __all__ = ["VerificationError", "verifyObjects"]
 
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3.verify")
 
 SHOWN_PROBLEMS = 20
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}(-[0-9]+)?$")
 UNPROVABLE = "only a download can prove it (set <verify_download>Y or use verify --download)"
 
 
@@ -55,7 +57,7 @@ def _byListing(check: _Check) -> bool:
     return remote is not None and record.md5Etag is not None and remote.etag == record.md5Etag
 
 
-def _byHead(store: S3Store, check: _Check) -> str | None:
+def _byHead(store: S3Store, check: _Check, download: bool) -> str | None:
     """None when a HEAD proves the object; else what is wrong (or that only a download can tell)."""
     record = check.record
     head = store.head(check.key)
@@ -67,11 +69,28 @@ def _byHead(store: S3Store, check: _Check) -> str | None:
             return f"{check.key}: stored as multipart but no composite checksum was recorded to compare with"
         if head.checksumSha256 != expected:
             return f"{check.key}: SHA-256 checksum differs from what was uploaded"
+        if _etagContradicts(head, record):
+            # The checksum matches but an MD5 ETag says the bytes differ: the endpoint kept the checksum we sent
+            # without checking it against the bytes (moto does; so may other S3-compatible stores). Only the
+            # bytes can settle it.
+            thaw = restoreStatus(head, store.bucket)
+            if thaw.needed:
+                return f"{check.key}: its ETag contradicts its checksum and it is archived: {thaw.message}"
+            logger.warning("%s: its ETag contradicts its checksum; downloading it to decide.", check.key)
+            return _byDownload(store, check.key, record)
         return None
-    etagIsDigest = head.serverSideEncryption != "aws:kms" and record.md5Etag is not None
-    if etagIsDigest:
+    etagIsDigest = head.serverSideEncryption != "aws:kms" and _MD5_ETAG.match(head.etag) is not None
+    if etagIsDigest and record.md5Etag is not None and not download:
+        # an ETag in MD5 form is the MD5 on every endpoint we know; with a download on its way, it decides instead
         return f"{check.key}: ETag {head.etag} differs from the uploaded data's {record.md5Etag}"
-    return f"{check.key}: the endpoint returns no checksum and the ETag is not an MD5; {UNPROVABLE}"
+    return f"{check.key}: the endpoint returns no checksum and the ETag does not prove the bytes; {UNPROVABLE}"
+
+
+def _etagContradicts(head: RemoteHead, record: StoredObject) -> bool:
+    """True when the object's ETag is an MD5 of other bytes than those recorded (not SSE-KMS, both MD5-form)."""
+    if head.serverSideEncryption == "aws:kms" or record.md5Etag is None:
+        return False
+    return _MD5_ETAG.match(head.etag) is not None and head.etag != record.md5Etag
 
 
 def _byDownload(store: S3Store, key: str, record: StoredObject) -> str | None:
@@ -79,9 +98,12 @@ def _byDownload(store: S3Store, key: str, record: StoredObject) -> str | None:
     size = 0
     stream = store.openStream(key)
     try:
-        while chunk := stream.read(READ_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+        with translated(f"downloading {store.location.url(key)}"):
+            while chunk := stream.read(READ_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except S3IntegrityError:  # botocore checked the bytes against the checksum S3 keeps, and they differ
+        return f"{key}: downloaded bytes differ from what was uploaded (they fail the object's own checksum)"
     finally:
         stream.close()
     if size != record.size or digest.hexdigest() != record.storedSha256:
@@ -114,7 +136,7 @@ def verifyObjects(
     unprovable: list[str] = []
     if needHead:
         with ThreadPoolExecutor(max_workers=store.concurrency) as pool:
-            for problem in pool.map(lambda check: _byHead(store, check), needHead):
+            for problem in pool.map(lambda check: _byHead(store, check, download), needHead):
                 if problem is not None:
                     (unprovable if problem.endswith(UNPROVABLE) else problems).append(problem)
     if download:

@@ -1,0 +1,107 @@
+"""What the fault-injection tests check after a night: the indicator, the bytes in S3, the manifest, the leftovers.
+
+The night talks to S3 through a ``FaultProxy``; these helpers look at what landed with a plain boto3 client
+straight to the moto server, the way an administrator would look at the bucket the next morning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest
+from faultproxy import FaultProxy
+from nightkit import Night, dateSuffix, getBytes, listKeys
+
+MIB = 1024 * 1024
+DAY = dateSuffix()
+MANIFEST_KEY = f"{DAY}/{MANIFEST_NAME}"
+MARKER_KEY = f"{DAY}/{INCOMPLETE_MARKER}"
+MULTIPART = {"multipart_threshold": "5 MB", "multipart_chunksize": "5 MB"}
+LOGGER = "CedarBackup3.log.extend.amazons3"
+PART_1 = r"[?&]partNumber=1(&|$)"
+PART_2 = r"[?&]partNumber=2(&|$)"
+
+
+def keyPath(night: Night, relative: str) -> str:
+    """A proxy ``path`` regex selecting the requests for one object of today's day (path-style URLs)."""
+    return re.escape(f"/{night.bucket.split('/')[0]}/{DAY}/{relative}") + r"(\?|$)"
+
+
+def manifestBytes(s3: Any, bucket: str) -> bytes | None:
+    return getBytes(s3, bucket, MANIFEST_KEY) if MANIFEST_KEY in listKeys(s3, bucket, DAY) else None
+
+
+def manifestOf(s3: Any, bucket: str) -> Manifest:
+    raw = manifestBytes(s3, bucket)
+    assert raw is not None, "the day has no manifest"
+    return Manifest.fromJson(raw, source="test")
+
+
+def multipartUploads(s3: Any, bucket: str) -> list[str]:
+    """Keys of multipart uploads still open (invisible in listings, and billed)."""
+    return [upload["Key"] for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def assertDayStored(night: Night, s3: Any, files: dict[str, bytes]) -> None:
+    """A good night: indicator, exactly these bytes, a manifest describing them, no marker, no open upload."""
+    assert night.indicator().exists()
+    keys = listKeys(s3, night.bucket, DAY)
+    assert set(keys) == {f"{DAY}/{relative}" for relative in files} | {MANIFEST_KEY}
+    for relative, data in files.items():
+        assert getBytes(s3, night.bucket, f"{DAY}/{relative}") == data, relative
+    records = manifestOf(s3, night.bucket).byRelative()
+    assert {relative: record.plaintextSha256 for relative, record in records.items()} == {
+        relative: sha256(data) for relative, data in files.items()
+    }
+    assert multipartUploads(s3, night.bucket) == []
+
+
+def assertNothingRecordedAsGood(night: Night, s3: Any, previousManifest: bytes | None = None) -> None:
+    """A failed night: no indicator, the day marked incomplete, and the manifest (if any) still the old one."""
+    assert not night.indicator().exists()
+    assert manifestBytes(s3, night.bucket) == previousManifest
+    assert MARKER_KEY in listKeys(s3, night.bucket, DAY)
+
+
+def skippedCounts(records: list[logging.LogRecord]) -> list[int]:
+    """The N of every "skipped N already stored" line the night logged."""
+    found = (re.search(r"skipped (\d+) already stored", record.getMessage()) for record in records)
+    return [int(match.group(1)) for match in found if match]
+
+
+def retriedAfterEachFault(proxy: FaultProxy) -> None:
+    """Every request the proxy failed was sent again and then got through (a retry, not a lucky skip)."""
+    records = proxy.records
+    for index, record in enumerate(records):
+        if record.action is None:
+            continue
+        assert any(
+            later.method == record.method and later.path == record.path and later.action is None and later.status
+            for later in records[index + 1 :]
+        ), f"{record.method} {record.path} was never retried after {record.action}"
+
+
+def onceFired(check: Callable[[], bool], then: Callable[[], None], timeout: float = 20.0) -> threading.Thread:
+    """A thread that runs ``then`` as soon as ``check`` holds (polling), e.g. once a stall rule caught its request."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                then()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, name="fault-trigger", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,121 @@
+"""Local faults during a night: the working dir filling up while encrypting, and the staged day changing under it.
+
+Neither is retried. Each must end the night with a clear error naming the file, with nothing recorded as
+good: no store indicator, no manifest for the day, and no scratch files left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cedar_s3.pipeline
+from faultkit import DAY, MIB, assertNothingRecordedAsGood, keyPath, onceFired
+from faultproxy import FaultProxy, delay
+from gpgkit import writePassphraseFile
+from nightkit import MotoServer, Night, listKeys
+
+
+@pytest.fixture
+def tinyWorkDir(night: Night) -> Iterator[Path]:
+    """The night's <working_dir> as a 1 MiB tmpfs: a full disk that costs nothing to fill."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a 1 MiB tmpfs as <working_dir> needs root (ENOSPC test)")
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg is not installed (ENOSPC during encryption)")
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(night.workDir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (container without CAP_SYS_ADMIN?): {mount.stderr.strip()}")
+    try:
+        yield night.workDir
+    finally:
+        subprocess.run(["umount", str(night.workDir)], check=True)
+
+
+def test_working_dir_filling_up_during_encryption_is_a_clear_oserror(
+    night: Night, s3: Any, tinyWorkDir: Path, tmp_path: Path
+) -> None:
+    big = night.dayDir() / "host1" / "big.tar"
+    night.stage({"host1/big.tar": os.urandom(MIB + MIB // 2), "host1/small.tar": os.urandom(10_000)})
+    night.settings |= {"gpg_passphrase_file": str(writePassphraseFile(tmp_path / "passphrase")), "max_concurrency": 1}
+    with pytest.raises(OSError) as caught:
+        night.run()
+    assert caught.value.errno == errno.ENOSPC
+    assert "No space left" in str(caught.value) and str(big) in str(caught.value)
+    assertNothingRecordedAsGood(night, s3)
+    assert f"{DAY}/host1/big.tar" not in listKeys(s3, night.bucket)
+    assert list(tinyWorkDir.iterdir()) == []  # the scratch dir and its partial ciphertext are gone
+
+
+# -- the staged day changes while the night reads it ----------------------------------------------------------
+
+
+def _digestFirst(monkeypatch: pytest.MonkeyPatch, victim: Path, change: str) -> None:
+    """Make the night's digest of ``victim`` (its first read) happen just after the file was changed."""
+    real = cedar_s3.pipeline.digestFile
+
+    def changedThenDigested(path: str, *args: Any, **kwargs: Any) -> Any:
+        if path == str(victim):
+            if change == "grow":
+                with open(path, "ab") as handle:
+                    handle.write(b"late data from a collect that is still running")
+            else:
+                os.unlink(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(cedar_s3.pipeline, "digestFile", changedThenDigested)
+
+
+def test_staged_file_growing_while_read_is_a_clear_valueerror(
+    night: Night, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    night.stage({"host1/a.tar": os.urandom(10_000), "host1/b.tar": os.urandom(20_000)})
+    victim = night.dayDir() / "host1" / "b.tar"
+    _digestFirst(monkeypatch, victim, "grow")
+    with pytest.raises(ValueError, match=f"Staged file changed while being read: {victim} "):
+        night.run()
+    assertNothingRecordedAsGood(night, s3)
+
+
+def test_staged_file_vanishing_while_read_is_a_clear_oserror(
+    night: Night, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    night.stage({"host1/a.tar": os.urandom(10_000), "host1/b.tar": os.urandom(20_000)})
+    victim = night.dayDir() / "host1" / "b.tar"
+    _digestFirst(monkeypatch, victim, "vanish")
+    with pytest.raises(OSError, match=f"Staged file vanished while the night was running: {victim}$"):
+        night.run()
+    assertNothingRecordedAsGood(night, s3)
+    assert f"{DAY}/host1/b.tar" not in listKeys(s3, night.bucket)
+
+
+def test_staged_file_growing_while_uploaded_is_a_clear_valueerror(night: Night, s3: Any, moto: MotoServer) -> None:
+    """The append lands after the file was hashed, while its PUT is held up on the way to S3."""
+    night.stage({"host1/a.tar": os.urandom(10_000), "host1/b.tar": os.urandom(20_000)})
+    victim = night.dayDir() / "host1" / "b.tar"
+    with FaultProxy("127.0.0.1", moto.port) as proxy:
+        night.endpoint = proxy.url
+        stall = proxy.add_rule(delay(0.5), method="PUT", path=keyPath(night, "host1/b.tar"), nth=1)
+
+        def grow() -> None:
+            with open(victim, "ab") as handle:
+                handle.write(b"late data")
+
+        grower = onceFired(lambda: stall.injected == 1, grow)
+        with pytest.raises(ValueError, match=f"Staged file changed while being read: {victim} "):
+            night.run()
+        grower.join()
+        assert proxy.errors == []
+    assertNothingRecordedAsGood(night, s3)

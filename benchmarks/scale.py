@@ -91,8 +91,10 @@ def main() -> int:
     sizes = [int(size) for size in parser.parse_args().sizes.split(",")]
     server = MotoServer().start()
     try:
-        print(f"{'files':>7} {'first s':>8} {'s/1k':>6} {'re-run s':>9} {'s/1k':>6} {'verify s':>9} "
-              f"{'manifest KiB':>13} {'peak RSS MiB':>13}")
+        print(
+            f"{'files':>7} {'first s':>8} {'s/1k':>6} {'re-run s':>9} {'s/1k':>6} {'verify s':>9} "
+            f"{'manifest KiB':>13} {'peak RSS MiB':>13}"
+        )
         for count in sizes:
             row = measure(server, count)
             server.reset()

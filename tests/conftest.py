@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from faultproxy import FaultProxy
 from nightkit import MotoServer, Night, newBucketName, s3Client
 
 # Tests never read the developer's or CI's own AWS settings, and never reach a real AWS endpoint.
@@ -55,3 +56,12 @@ def bucket(s3: Any) -> str:
 @pytest.fixture
 def night(tmp_path: Path, bucket: str, endpoint: str) -> Night:
     return Night(tmp_path, bucket, endpoint)
+
+
+@pytest.fixture
+def proxy(moto: MotoServer, night: Night) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of moto as the night's endpoint; ``s3`` (plain boto3) still goes direct."""
+    with FaultProxy("127.0.0.1", moto.port) as faulty:
+        night.endpoint = faulty.url
+        yield faulty
+    assert faulty.errors == []

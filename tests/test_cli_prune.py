@@ -5,14 +5,11 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from clikit import cli, putDay
 from faultproxy import FaultProxy, status
-from nightkit import TODAY, MotoServer, Night, listKeys, newBucketName
+from nightkit import TODAY, Night, listKeys, newBucketName
 
 FILES = {"host1/a.tar": b"a" * 300, "host2/b.tar": b"b" * 20}
 
@@ -80,13 +77,6 @@ def test_locked_day_is_kept_whole_and_other_days_lose_every_version(night: Night
     assert not versions.get("Versions") and not versions.get("DeleteMarkers")
     assert {dayOf(key) for key in listKeys(s3, bucket)} == {ago(30).isoformat(), ago(0).isoformat()}
     assert len(listKeys(s3, bucket, locked)) == len(FILES) + 1
-
-
-@pytest.fixture
-def proxy(moto: MotoServer, night: Night) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", moto.port) as faulty:
-        night.endpoint = faulty.url
-        yield faulty
 
 
 def test_interrupted_prune_leaves_the_day_marked_incomplete(night: Night, s3: Any, proxy: FaultProxy) -> None:

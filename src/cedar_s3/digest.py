@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -111,6 +112,11 @@ def digestStream(stream: IO[bytes], partSize: int | None, *, wantMd5: bool, want
     if single is not None:
         etag = single.hexdigest()
     return StreamDigest(size, whole.hexdigest(), partSize, etag, composite)
+
+
+def digestBytes(data: bytes, *, wantMd5: bool) -> StreamDigest:
+    """``digestStream`` over bytes already in memory (a small file sent as one PUT)."""
+    return digestStream(io.BytesIO(data), None, wantMd5=wantMd5, wantComposite=False)
 
 
 def digestFile(path: str, partSize: int | None, *, wantMd5: bool, wantComposite: bool) -> StreamDigest:

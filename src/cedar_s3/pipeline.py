@@ -7,19 +7,21 @@ verified against is computed here from the bytes actually read, never from what 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from CedarBackup3.util import displayBytes
 
 from cedar_s3.crypto import Encryptor
-from cedar_s3.digest import StreamDigest, digestFile
+from cedar_s3.digest import StreamDigest, digestBytes, digestFile
 from cedar_s3.manifest import StoredObject
 from cedar_s3.s3 import RemoteObject, S3Store
 from cedar_s3.s3errors import S3NotFoundError
@@ -31,6 +33,8 @@ __all__ = ["DayUpload", "UploadReport", "metadataRecord"]
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3.pipeline")
 
 META_PREFIX = "cedar-"
+INLINE_LIMIT = 1024 * 1024  # files up to this size are read once into memory and sent from there
+BATCH_FILES = 64  # small files per gpg run when the encryptor can batch (and at most INLINE_LIMIT bytes)
 
 
 @dataclass
@@ -124,9 +128,11 @@ class DayUpload:
         report = UploadReport()
         started = time.monotonic()
         results: list[tuple[StoredObject, bool] | None] = [None] * len(files)
+        jobs = self._jobs(files)
         with ThreadPoolExecutor(max_workers=self.store.concurrency, thread_name_prefix="cedar-s3") as pool:
-            futures: dict[Future[tuple[StoredObject, bool]], int] = {
-                pool.submit(self._storeOneUnlessStopped, index, staged): index for index, staged in enumerate(files)
+            futures: dict[Future[list[tuple[StoredObject, bool]]], list[int]] = {
+                pool.submit(self._storeJobUnlessStopped, number, [files[index] for index in job]): job
+                for number, job in enumerate(jobs)
             }
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             if any(future.exception() is not None for future in done):
@@ -134,8 +140,9 @@ class DayUpload:
                 errors = [future.exception() for future in futures if not future.cancelled()]
                 error = next(error for error in errors if error is not None and not isinstance(error, _StoppedError))
                 raise error
-            for future, index in futures.items():
-                results[index] = future.result()
+            for future, job in futures.items():
+                for index, stored in zip(job, future.result(), strict=True):
+                    results[index] = stored
         for result in results:
             assert result is not None
             record, reused = result
@@ -150,41 +157,93 @@ class DayUpload:
 
     # -- one file -----------------------------------------------------------------------------------------------
 
-    def _storeOneUnlessStopped(self, index: int, staged: StagedFile) -> tuple[StoredObject, bool]:
-        """``_storeOne``, unless another file already failed: a worker that finishes its file picks the next one
+    def _jobs(self, files: list[StagedFile]) -> list[list[int]]:
+        """One job per file, except that an encryptor able to batch gets small files in groups (one gpg run each)."""
+        if self.encryptor is None or not self.encryptor.canBatch:
+            return [[index] for index in range(len(files))]
+        jobs: list[list[int]] = []
+        batch: list[int] = []
+        batchBytes = 0
+        for index, staged in enumerate(files):
+            if staged.size > INLINE_LIMIT:
+                jobs.append([index])
+                continue
+            if batch and (len(batch) == BATCH_FILES or batchBytes + staged.size > INLINE_LIMIT):
+                jobs.append(batch)
+                batch, batchBytes = [], 0
+            batch.append(index)
+            batchBytes += staged.size
+        if batch:
+            jobs.append(batch)
+        return jobs
+
+    def _batched(self, files: list[StagedFile]) -> bool:
+        return self.encryptor is not None and self.encryptor.canBatch and all(f.size <= INLINE_LIMIT for f in files)
+
+    def _storeJobUnlessStopped(self, number: int, staged: list[StagedFile]) -> list[tuple[StoredObject, bool]]:
+        """Store one job's files, unless another job already failed: a worker that finishes its job picks the next
         before ``run`` can cancel it, and the night must not start (and wait for) more uploads once it is lost.
         """
         if self._stop.is_set():
             raise _StoppedError
         try:
-            return self._storeOne(index, staged)
+            if self._batched(staged):
+                return self._storeBatch(number, staged)
+            return [self._storeOne(number, only) for only in staged]
         except BaseException:
             self._stop.set()
             raise
+
+    def _storeBatch(self, number: int, files: list[StagedFile]) -> list[tuple[StoredObject, bool]]:
+        """Small files encrypted by one gpg run, then each checked and sent; at most ~1 MiB of ciphertext at once."""
+        encryptor, area = self.encryptor, self.workArea
+        assert encryptor is not None and area is not None
+        results: list[tuple[StoredObject, bool] | None] = [None] * len(files)
+        pending: list[tuple[int, StagedFile, StreamDigest]] = []
+        for position, staged in enumerate(files):
+            with _namingVanished(staged):
+                plain = digestFile(staged.path, None, wantMd5=False, wantComposite=False)
+            reused = self._reusable(self.dayPrefix + staged.relative, staged, plain.sha256, encryptor.mode)
+            if reused is not None:
+                results[position] = (reused, True)
+            else:
+                pending.append((position, staged, plain))
+        with contextlib.ExitStack() as scratch:
+            stems = [scratch.enter_context(area.scratch(f"{number:08d}.{n:03d}")) for n in range(len(pending))]
+            for n in range(len(pending)):
+                scratch.enter_context(area.scratch(f"{number:08d}.{n:03d}.gpg"))
+            outputs = encryptor.encryptBatch([staged.path for _, staged, _ in pending], stems)
+            for (position, staged, plain), output in zip(pending, outputs, strict=True):
+                _checkUnchanged(staged, plain.size)  # hashed before gpg read it: both must have seen these bytes
+                with open(output, "rb") as handle:
+                    body = handle.read()
+                stored = digestBytes(body, wantMd5=True)
+                record = _record(staged.relative, stored, plain.size, plain.sha256, encryptor.mode, self.storedAs)
+                self._upload(output, self.dayPrefix + staged.relative, record, stored, body)
+                results[position] = (record, False)
+        return [result for result in results if result is not None]
 
     def _storeOne(self, index: int, staged: StagedFile) -> tuple[StoredObject, bool]:
         key = self.dayPrefix + staged.relative
         encryptor = self.encryptor
         if encryptor is not None and encryptor.mode == "command" and staged.size == 0:
             encryptor = None  # upstream stores empty files unencrypted in <encrypt> mode; kept for compatibility
-        try:
+        with _namingVanished(staged):
             if encryptor is None:
                 return self._storePlain(key, staged)
             return self._storeEncrypted(index, key, staged, encryptor)
-        except FileNotFoundError as error:
-            if isinstance(error, S3NotFoundError):
-                raise
-            raise OSError(f"Staged file vanished while the night was running: {staged.path}") from None
+        raise AssertionError("unreachable")  # mypy: _namingVanished never swallows
 
     def _storePlain(self, key: str, staged: StagedFile) -> tuple[StoredObject, bool]:
-        digest = self._digest(staged.path, staged.size)
+        body = _readSmall(staged)  # a small file is read once: the bytes hashed are the bytes sent
+        digest = digestBytes(body, wantMd5=True) if body is not None else self._digest(staged.path, staged.size)
         _checkUnchanged(staged, digest.size)
         reused = self._reusable(key, staged, digest.sha256, "none")
         if reused is not None:
             return reused, True
         record = _record(staged.relative, digest, digest.size, digest.sha256, "none", self.storedAs)
-        self._upload(staged.path, key, record, digest)
-        _checkUnchanged(staged, digest.size)  # the upload read the file again: it must still be what was hashed
+        self._upload(staged.path, key, record, digest, body)
+        _checkUnchanged(staged, digest.size)  # the upload may read the file again: it must still be what was hashed
         return record, False
 
     def _storeEncrypted(
@@ -221,7 +280,9 @@ class DayUpload:
         with self._hashSlots:
             return digestFile(path, partSize, wantMd5=True, wantComposite=wantComposite)
 
-    def _upload(self, path: str, key: str, record: StoredObject, digest: StreamDigest) -> None:
+    def _upload(
+        self, path: str, key: str, record: StoredObject, digest: StreamDigest, body: bytes | None = None
+    ) -> None:
         args = self.store.options.objectArgs()
         args["Metadata"] = objectMetadata(record, self.commonMetadata)
         if self.flexible:
@@ -229,7 +290,7 @@ class DayUpload:
                 args["ChecksumSHA256"] = digest.sha256Base64  # S3 refuses the PUT if the bytes differ
             elif digest.compositeSha256 is not None:
                 args["ChecksumAlgorithm"] = "SHA256"
-        self.store.uploadFile(path, key, args)
+        self.store.uploadFile(path, key, args, body=body)
         logger.debug("Stored [%s] (%d bytes, %s).", key, record.size, record.encryption)
 
     # -- resuming -----------------------------------------------------------------------------------------------
@@ -297,6 +358,25 @@ def _encryptorStopped(staged: StagedFile, workDir: str) -> OSError:
             "point it at a larger filesystem.",
         )
     return OSError(errno.EPIPE, f"The encryptor stopped before reading all of {staged.path} (it exited early).")
+
+
+@contextlib.contextmanager
+def _namingVanished(staged: StagedFile) -> Iterator[None]:
+    """A staged file deleted under us is the night's error, named; a missing bucket or object is S3's."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        if isinstance(error, S3NotFoundError):
+            raise
+        raise OSError(f"Staged file vanished while the night was running: {staged.path}") from None
+
+
+def _readSmall(staged: StagedFile) -> bytes | None:
+    """The whole file when it is small enough to hold in memory (``INLINE_LIMIT``), else None."""
+    if staged.size > INLINE_LIMIT:
+        return None
+    with open(staged.path, "rb") as handle:
+        return handle.read(INLINE_LIMIT + 1)
 
 
 def _checkUnchanged(staged: StagedFile, sizeRead: int) -> None:

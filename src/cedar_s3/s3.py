@@ -423,15 +423,24 @@ class S3Store:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def uploadFile(self, path: str, key: str, extraArgs: dict[str, Any]) -> None:
-        """Send one file (s3transfer: multipart and concurrency for large ones, aborted on failure)."""
+    def uploadFile(self, path: str, key: str, extraArgs: dict[str, Any], *, body: bytes | None = None) -> None:
+        """Send one file (s3transfer: multipart and concurrency for large ones, aborted on failure).
+
+        ``body``, when the caller already holds a small file's bytes, is sent with one direct PutObject: the
+        file is not read twice and s3transfer's per-transfer machinery (measured: about a third of the client's
+        CPU on a day of 2,000 small files) is skipped. Under a bandwidth cap everything goes through s3transfer,
+        whose limiter enforces it.
+        """
         values = [name for name in extraArgs if name.startswith("Checksum") and name[8:] not in ("Algorithm", "Type")]
         if len(values) == 1 and "ChecksumAlgorithm" not in extraArgs:
             # a checksum we computed also names its algorithm (x-amz-sdk-checksum-algorithm): S3 demands that
             # header, or Content-MD5, on every upload to an object lock bucket
             extraArgs = extraArgs | {"ChecksumAlgorithm": values[0].removeprefix("Checksum")}
         with translated(f"uploading {self.location.url(key)}"):
-            self.transfer.upload(path, self.bucket, key, extra_args=extraArgs).result()
+            if body is not None and self._transferConfig.max_bandwidth is None:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extraArgs)
+            else:
+                self.transfer.upload(path, self.bucket, key, extra_args=extraArgs).result()
 
     def putBytes(
         self,

@@ -33,7 +33,7 @@ from CedarBackup3.util import displayBytes
 from cedar_s3 import __version__
 from cedar_s3.config import AmazonS3Config, LocalConfig
 from cedar_s3.crypto import CommandEncryptor, Encryptor, GnuPGEncryptor
-from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest, StoredObject
+from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest, StoredObject, readManifest
 from cedar_s3.staging import (
     STORE_INDICATOR,
     StagedFile,
@@ -52,7 +52,6 @@ __all__ = ["STORE_INDICATOR", "AmazonS3Config", "LocalConfig", "executeAction"]
 
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3")
 
-MANIFEST_LIMIT = 512 * 1024 * 1024
 MAX_KEY_BYTES = 1024
 
 
@@ -185,7 +184,7 @@ def _storeDay(
     )
     canTidy = _abortLeftovers(store, dayPrefix)
     existing = {entry.key: entry for entry in store.listObjects(dayPrefix)}
-    previous = _previousManifest(store, dayPrefix + MANIFEST_NAME)
+    previous = _previousManifest(store, dayPrefix)
     try:
         report = _uploadStagingDir(
             store, encryptor, area, day, dayPrefix, manifest, previous, existing, _storedAs(settings)
@@ -234,16 +233,14 @@ def _json(value: object) -> bytes:
     return json.dumps(value).encode("utf-8")
 
 
-def _previousManifest(store: S3Store, key: str) -> dict[str, StoredObject]:
+def _previousManifest(store: S3Store, dayPrefix: str) -> dict[str, StoredObject]:
     """The records of an earlier complete run of this day, for skipping unchanged files; unreadable means none."""
-    raw = store.getBytes(key, limit=MANIFEST_LIMIT)
-    if raw is None:
-        return {}
     try:
-        return Manifest.fromJson(raw, source=store.location.url(key)).byRelative()
+        previous = readManifest(store, dayPrefix)
     except ValueError as error:
         logger.warning("Ignoring the existing manifest (objects are checked by their own metadata): %s", error)
         return {}
+    return previous.byRelative() if previous is not None else {}
 
 
 def _checkKeyLengths(dayPrefix: str, day: StagedDay) -> None:

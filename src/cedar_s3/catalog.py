@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cedar_s3 import __version__
-from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest
+from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest, readManifest
 
 if TYPE_CHECKING:
     from cedar_s3.s3 import RemoteObject, S3Store
@@ -34,7 +34,6 @@ __all__ = [
     "listDay",
     "listDays",
     "parseDay",
-    "readManifest",
     "summarizeDays",
     "writeVerified",
 ]
@@ -43,7 +42,6 @@ logger = logging.getLogger("CedarBackup3.log.extend.amazons3.catalog")
 
 VERIFIED_RECORD = "cback.amazons3.verified.json"
 BOOKKEEPING = (MANIFEST_NAME, INCOMPLETE_MARKER, VERIFIED_RECORD)
-MANIFEST_LIMIT = 512 * 1024 * 1024
 RECORD_LIMIT = 64 * 1024
 SUMMARY_WORKERS = 8
 
@@ -170,15 +168,6 @@ def listDays(store: S3Store, days: list[datetime.date]) -> list[DayListing]:
     """``listDay`` for each day, in the order given, a few at a time."""
     with ThreadPoolExecutor(max_workers=min(SUMMARY_WORKERS, store.concurrency)) as pool:
         return list(pool.map(lambda day: listDay(store, day), days))
-
-
-def readManifest(store: S3Store, prefix: str) -> Manifest | None:
-    """The day's manifest, strictly checked (a hostile or damaged one is a ValueError), or None if absent."""
-    key = prefix + MANIFEST_NAME
-    raw = store.getBytes(key, limit=MANIFEST_LIMIT)
-    if raw is None:
-        return None
-    return Manifest.fromJson(raw, source=store.location.url(key))
 
 
 def _readVerified(store: S3Store, prefix: str, manifest: Manifest) -> tuple[str, str] | None:

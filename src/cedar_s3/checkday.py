@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cedar_s3.catalog import DayListing, readManifest, writeVerified
-from cedar_s3.manifest import Manifest, StoredObject
+from cedar_s3.catalog import DayListing, writeVerified
+from cedar_s3.manifest import Manifest, StoredObject, readManifest
 from cedar_s3.plaintext import DecryptKeys, ObjectReader, eachObject
 from cedar_s3.progress import makeProgress
 from cedar_s3.verify import VerificationError, verifyObjects

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cedar_s3 import __version__
-from cedar_s3.catalog import DayListing, findDays, listDay, listDays, parseDay, readManifest
+from cedar_s3.catalog import DayListing, findDays, listDay, listDays, parseDay
 from cedar_s3.cliconfig import DEFAULT_CONFIG, Settings, loadSettings
+from cedar_s3.manifest import readManifest
 
 if TYPE_CHECKING:
     from cedar_s3.plaintext import DecryptKeys

@@ -30,13 +30,12 @@ class StreamDigest:
     @property
     def sha256Base64(self) -> str:
         """The whole-stream SHA-256 in the base64 form S3's ``ChecksumSHA256`` uses."""
-        return base64.b64encode(bytes.fromhex(self.sha256)).decode("ascii")
+        return hexToBase64(self.sha256)
 
-    @property
-    def parts(self) -> int:
-        if self.partSize is None:
-            return 1
-        return max(1, -(-self.size // self.partSize))
+
+def hexToBase64(hexDigest: str) -> str:
+    """A hex digest in the base64 form S3 reports checksums in."""
+    return base64.b64encode(bytes.fromhex(hexDigest)).decode("ascii")
 
 
 class _PartHasher:

@@ -12,7 +12,10 @@ import datetime
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cedar_s3.s3 import S3Store
 
 __all__ = [
     "INCOMPLETE_MARKER",
@@ -20,13 +23,14 @@ __all__ = [
     "Manifest",
     "StoredObject",
     "checkRelativeKey",
+    "readManifest",
 ]
 
 FORMAT = "cedar-s3-manifest"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "cback.amazons3.manifest.json"
 INCOMPLETE_MARKER = "cback.amazons3.incomplete"
-MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+MAX_MANIFEST_BYTES = 512 * 1024 * 1024  # about 1.4 million objects; more is damage, not a day
 ENCRYPTION_MODES = ("none", "gpg-symmetric", "gpg-public-key", "command")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -141,3 +145,12 @@ class Manifest:
         if len(set(relatives)) != len(relatives):
             raise ValueError(f"Manifest {source} lists the same object twice.")
         return cls(objects=objects, **texts)
+
+
+def readManifest(store: S3Store, dayPrefix: str) -> Manifest | None:
+    """The day's manifest, strictly checked (a hostile or damaged one is a ValueError), or None if absent."""
+    key = dayPrefix + MANIFEST_NAME
+    raw = store.getBytes(key, limit=MAX_MANIFEST_BYTES)
+    if raw is None:
+        return None
+    return Manifest.fromJson(raw, source=store.location.url(key))

@@ -32,7 +32,6 @@ __all__ = ["DayUpload", "UploadReport", "metadataRecord"]
 
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3.pipeline")
 
-META_PREFIX = "cedar-"
 INLINE_LIMIT = 1024 * 1024  # files up to this size are read once into memory and sent from there
 BATCH_FILES = 64  # small files per gpg run when the encryptor can batch (and at most INLINE_LIMIT bytes)
 

@@ -8,7 +8,6 @@ object is checked; every bad one is named.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import re
@@ -16,7 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from cedar_s3.digest import READ_CHUNK
+from cedar_s3.digest import READ_CHUNK, hexToBase64
 from cedar_s3.manifest import StoredObject
 from cedar_s3.s3 import RemoteHead, RemoteObject, S3Store, restoreStatus
 from cedar_s3.s3errors import S3Error, S3IntegrityError, translated
@@ -47,10 +46,6 @@ class _Check:
     remote: RemoteObject | None
 
 
-def _b64(hexDigest: str) -> str:
-    return base64.b64encode(bytes.fromhex(hexDigest)).decode("ascii")
-
-
 def _byListing(check: _Check) -> bool:
     """True when the listing alone proves the object (size and an MD5-form ETag both match)."""
     record, remote = check.record, check.remote
@@ -64,7 +59,7 @@ def _byHead(store: S3Store, check: _Check, download: bool) -> str | None:
     if head.size != record.size:
         return f"{check.key}: size {head.size}, expected {record.size}"
     if head.checksumSha256 is not None:
-        expected = record.compositeSha256 if record.partSize is not None else _b64(record.storedSha256)
+        expected = record.compositeSha256 if record.partSize is not None else hexToBase64(record.storedSha256)
         if expected is None:
             return f"{check.key}: stored as multipart but no composite checksum was recorded to compare with"
         if head.checksumSha256 != expected:

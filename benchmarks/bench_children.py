@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -43,12 +44,18 @@ def payload_files(day_dir: Path) -> list[Path]:
 
 
 def tree_bytes(path: Path) -> int:
-    """Apparent size of everything under path; files may vanish while we walk, which is fine."""
+    """Apparent size of the files under path that take space there; files may vanish while we walk, fine.
+
+    Links are left out: ours hands gpg each small staged file as a hard link (a second name for the staged
+    file's data, nothing written) or, across file systems, a symlink.
+    """
     total = 0
     for root, _, names in os.walk(path):
         for name in names:
             with contextlib.suppress(FileNotFoundError):
-                total += Path(root, name).lstat().st_size
+                info = Path(root, name).lstat()
+                if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                    total += info.st_size
     return total
 
 

@@ -83,6 +83,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-concurrency", type=int, help="<max_concurrency> for A")
     p.add_argument("--tmpdir", help="parent of the scratch dir (default: system temp)")
     p.add_argument("--awscli-venv", help="where the AWS CLI venv lives (created once)")
+    p.add_argument("--moto", choices=("stock", "cached"), default="stock",
+                   help="cached: moto without its per-request module scan (see moto_endpoint.py)")  # fmt: skip
     for mode in ("ours", "upstream", "limit"):
         p.add_argument(f"--run-{mode}", metavar="FILE", help=argparse.SUPPRESS)
     return p.parse_args()
@@ -165,11 +167,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(log_path: Path) -> Iterator[str]:
-    """Start ``python -m moto.server`` on 127.0.0.1 and always stop it, also on Ctrl-C or errors."""
+def moto_server(log_path: Path, flavour: str) -> Iterator[str]:
+    """Start moto's server on 127.0.0.1 and always stop it, also on Ctrl-C or errors."""
     port = free_port()
     with log_path.open("w") as log:
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        server = [str(Path(__file__).with_name("moto_endpoint.py"))] if flavour == "cached" else ["-m", "moto.server"]
+        argv = [sys.executable, *server, "-H", "127.0.0.1", "-p", str(port)]
         proc = subprocess.Popen(argv, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60
@@ -504,7 +507,7 @@ def main() -> int:
         gpg, fingerprint = setup_gpg(tmp, su_user)
         owner = (su_user, su_user) if su_user else (getpass.getuser(), grp.getgrgid(os.getegid()).gr_name)
         day = datetime.date.today().strftime("%Y/%m/%d")
-        with moto_server(tmp / "moto.log") as endpoint:
+        with moto_server(tmp / "moto.log", args.moto) as endpoint:
             bench = Bench(tmp, endpoint, day, aws, gpg, fingerprint, su_user, owner, args)
             start = time.perf_counter()
             all_sets = make_datasets(tmp, day, args.quick)
@@ -512,7 +515,7 @@ def main() -> int:
             datasets = [all_sets[n] for n in names]
             samples = run_rounds(bench, datasets, variants, args.rounds)
         rows = summarize(samples, datasets, variants)
-        print(f"\n{args.rounds} round(s), medians; {os.cpu_count()} CPUs; A = cedar_s3, B = upstream CLI path")
+        print(f"\n{args.rounds} round(s), medians; {os.cpu_count()} CPUs; {args.moto} moto; A = cedar_s3, B = upstream")
         print_table(rows)
         if args.json:
             meta = {k: v for k, v in vars(args).items() if not k.startswith("run_")}

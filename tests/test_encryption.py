@@ -243,11 +243,16 @@ def test_legacy_encrypt_command_quotes_paths_and_keeps_empty_files_plain(
 
 
 class WorkDirSampler(threading.Thread):
-    """Measures the working dir again and again while a night runs: peak bytes, and every mode it sees."""
+    """Measures the working dir again and again while a night runs: peak bytes, and every mode it sees.
 
-    def __init__(self, root: Path) -> None:
+    ``suffix`` narrows the files looked at to the ciphertext ones: a batch's inputs are links to staged files,
+    which keep the staged files' own modes and are no copy of anything.
+    """
+
+    def __init__(self, root: Path, suffix: str = "") -> None:
         super().__init__(daemon=True)
         self.root = root
+        self.suffix = suffix
         self.peak = 0
         self.fileModes: set[int] = set()
         self.dirModes: set[int] = set()
@@ -260,11 +265,22 @@ class WorkDirSampler(threading.Thread):
                 for name in dirNames:
                     self.dirModes.add(self._mode(os.path.join(directory, name)))
                 for name in fileNames:
+                    if not name.endswith(self.suffix):
+                        continue
                     path = os.path.join(directory, name)
                     self.fileModes.add(self._mode(path))
                     total += self._size(path)
             self.peak = max(self.peak, total)
             time.sleep(0.002)
+
+    def during(self, night: Night) -> None:
+        """Run the night while sampling, and stop sampling however it ends."""
+        self.start()
+        try:
+            night.run()
+        finally:
+            self.done.set()
+            self.join()
 
     @staticmethod
     def _mode(path: str) -> int:
@@ -288,17 +304,35 @@ def test_temp_space_holds_only_the_files_in_flight(
     night.stage({f"host/part{index:02d}.tar": os.urandom(size) for index in range(count)})
     night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 2}
     sampler = WorkDirSampler(night.workDir)
-    sampler.start()
-    try:
-        night.run()
-    finally:
-        sampler.done.set()
-        sampler.join()
+    sampler.during(night)
     assert len(listKeys(s3, night.bucket)) == count + 1
     assert sampler.peak > size // 2, "the sampler never saw a ciphertext; the bound below would prove nothing"
     assert sampler.peak < 3 * size  # two in flight at most; the staged day is 20 files
     assert sampler.fileModes == {0o600}
     assert sampler.dirModes == {0o700}
+    assertNothingLeft(night.workDir, privateTemp)
+
+
+def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files_private(
+    night: Night, s3: Any, admin: Key, serverHome: Path, privateTemp: Path
+) -> None:
+    files = {f"host/d{index % 7}/small-{index:03d}.tar": os.urandom(100 + index * 37) for index in range(150)}
+    night.stage(files)
+    before = {path: (path.stat().st_nlink, path.stat().st_mode) for path in night.dayDir().rglob("*.tar")}
+    night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 3}
+    sampler = WorkDirSampler(night.workDir, suffix=".gpg")
+    sampler.during(night)
+    assert len(before) == len(files) and all(links == 1 for links, _ in before.values())
+    assert {path: (path.stat().st_nlink, path.stat().st_mode) for path in before} == before  # links all gone
+    assert sampler.peak > 0, "the sampler never saw a ciphertext; the checks below would prove nothing"
+    assert sampler.peak <= 3 * (max(map(len, files.values())) + 1_000)  # one ciphertext per upload in flight
+    assert sampler.fileModes == {0o600}
+    assert sampler.dirModes == {0o700}
+    for relative in ("host/d0/small-000.tar", "host/d3/small-087.tar", "host/d2/small-149.tar"):
+        ciphertext, metadata = download(s3, night.bucket, relative)
+        assert decrypt(ciphertext, home=admin.home) == files[relative]
+        assert metadata["cedar-encryption"] == "gpg-public-key"
+    assert len(listKeys(s3, night.bucket)) == len(files) + 1  # and the manifest
     assertNothingLeft(night.workDir, privateTemp)
 
 

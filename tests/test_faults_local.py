@@ -6,6 +6,7 @@ good: no store indicator, no manifest for the day, and no scratch files left beh
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -17,21 +18,30 @@ from typing import Any
 import pytest
 
 import cedar_s3.pipeline
-from faultkit import DAY, MIB, assertNothingRecordedAsGood, keyPath, onceFired
+from faultkit import (
+    DAY,
+    MANIFEST_KEY,
+    MIB,
+    assertNothingRecordedAsGood,
+    keyPath,
+    manifestOf,
+    onceFired,
+    sha256,
+)
 from faultproxy import FaultProxy, delay
-from gpgkit import writePassphraseFile
-from nightkit import MotoServer, Night, listKeys
+from gpgkit import decrypt, generateKey, killAgent, newHome, writePassphraseFile
+from nightkit import MotoServer, Night, getBytes, listKeys
 
 
-@pytest.fixture
-def tinyWorkDir(night: Night) -> Iterator[Path]:
-    """The night's <working_dir> as a 1 MiB tmpfs: a full disk that costs nothing to fill."""
+@contextlib.contextmanager
+def tmpfsWorkDir(night: Night, size: str) -> Iterator[Path]:
+    """The night's <working_dir> as a tmpfs of ``size``: another filesystem than staging, and one that fills."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a 1 MiB tmpfs as <working_dir> needs root (ENOSPC test)")
+        pytest.skip("mounting a tmpfs as <working_dir> needs root")
     if shutil.which("gpg") is None:
-        pytest.skip("gpg is not installed (ENOSPC during encryption)")
+        pytest.skip("gpg is not installed")
     mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(night.workDir)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(night.workDir)],
         capture_output=True,
         text=True,
         check=False,
@@ -42,6 +52,21 @@ def tinyWorkDir(night: Night) -> Iterator[Path]:
         yield night.workDir
     finally:
         subprocess.run(["umount", str(night.workDir)], check=True)
+
+
+@pytest.fixture
+def tinyWorkDir(night: Night) -> Iterator[Path]:
+    """A 1 MiB <working_dir>: a full disk that costs nothing to fill."""
+    with tmpfsWorkDir(night, "1m") as path:
+        yield path
+
+
+@pytest.fixture
+def recipient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A GnuPG home holding one key pair, and its fingerprint (public-key mode batches small files)."""
+    home = newHome(tmp_path_factory.mktemp("recipient") / "gnupg")
+    yield home, generateKey(home, "Batch Restore <batch@example.org>")
+    killAgent(home)
 
 
 def test_working_dir_filling_up_during_encryption_is_a_clear_oserror(
@@ -57,6 +82,55 @@ def test_working_dir_filling_up_during_encryption_is_a_clear_oserror(
     assertNothingRecordedAsGood(night, s3)
     assert f"{DAY}/host1/big.tar" not in listKeys(s3, night.bucket)
     assert list(tinyWorkDir.iterdir()) == []  # the scratch dir and its partial ciphertext are gone
+
+
+def test_batched_small_files_need_room_for_one_ciphertext_per_upload(
+    night: Night, s3: Any, tinyWorkDir: Path, recipient: tuple[Path, str]
+) -> None:
+    """100 small files (1.5 MB of ciphertext in all) go through one gpg run each way in a 1 MiB working dir."""
+    files = {f"host1/small-{index:03d}.tar": os.urandom(15_000) for index in range(100)}
+    night.stage(files)
+    home, fingerprint = recipient
+    night.settings |= {"gpg_recipient": [fingerprint], "gpg_home": str(home), "max_concurrency": 2}
+    night.run()
+    assert night.indicator().exists()
+    assert len(listKeys(s3, night.bucket, DAY)) == len(files) + 1
+    for relative in ("host1/small-000.tar", "host1/small-099.tar"):
+        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=home) == files[relative]
+    assert list(tinyWorkDir.iterdir()) == []
+
+
+def test_batch_filling_the_working_dir_is_a_clear_oserror(night: Night, s3: Any, recipient: tuple[Path, str]) -> None:
+    night.stage({"host1/a.tar": os.urandom(1_000), "host1/b.tar": os.urandom(200_000)})
+    home, fingerprint = recipient
+    night.settings |= {"gpg_recipient": [fingerprint], "gpg_home": str(home), "max_concurrency": 1}
+    with tmpfsWorkDir(night, "64k") as workDir, pytest.raises(OSError) as caught:
+        night.run()
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.strerror == f"No space left in the working dir while encrypting {night.dayDir()}/host1/b.tar"
+    assertNothingRecordedAsGood(night, s3)
+    assert list(workDir.iterdir()) == []
+
+
+def test_batch_with_working_dir_on_another_filesystem_than_staging(
+    night: Night, s3: Any, tmp_path: Path, recipient: tuple[Path, str]
+) -> None:
+    """Staged files cannot be hard-linked into a working dir on another filesystem: gpg gets symlinks instead."""
+    files = {f"host1/small-{index:02d}.tar": os.urandom(2_000 + index) for index in range(70)}
+    night.stage(files)
+    home, fingerprint = recipient
+    night.settings |= {"gpg_recipient": [fingerprint], "gpg_home": str(home)}
+    with tmpfsWorkDir(night, "64m") as workDir:
+        night.run()
+        assert list(workDir.iterdir()) == []
+    assert night.indicator().exists()
+    assert set(listKeys(s3, night.bucket, DAY)) == {f"{DAY}/{relative}" for relative in files} | {MANIFEST_KEY}
+    for relative, data in files.items():
+        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=home) == data, relative
+    records = manifestOf(s3, night.bucket).byRelative()
+    assert {relative: record.plaintextSha256 for relative, record in records.items()} == {
+        relative: sha256(data) for relative, data in files.items()
+    }
 
 
 # -- the staged day changes while the night reads it ----------------------------------------------------------

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
+import os
 from dataclasses import dataclass
 from typing import IO, Any
 
 READ_CHUNK = 1024 * 1024
+SMALL_BUFFER = 64 * 1024  # the smallest read buffer: a file that grows while read costs a few more reads
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class _PartHasher:
         return etag, composite
 
 
-def digestStream(stream: IO[bytes], partSize: int | None, *, wantMd5: bool, wantComposite: bool) -> StreamDigest:
+def digestStream(
+    stream: IO[bytes], partSize: int | None, *, wantMd5: bool, wantComposite: bool, bufferSize: int = READ_CHUNK
+) -> StreamDigest:
     """Read ``stream`` to its end once and return its digests.
 
     ``partSize`` is the multipart part size the upload will use (None for a single PUT). ``wantMd5`` asks for
@@ -94,7 +97,7 @@ def digestStream(stream: IO[bytes], partSize: int | None, *, wantMd5: bool, want
     single = hashlib.md5(usedforsecurity=False) if wantMd5 and partSize is None else None
     parts = _PartHasher(partSize, wantMd5, wantComposite) if partSize is not None else None
     size = 0
-    buffer = bytearray(READ_CHUNK)
+    buffer = bytearray(bufferSize)
     view = memoryview(buffer)
     while True:
         count = stream.readinto(view)  # type: ignore[attr-defined]
@@ -114,14 +117,20 @@ def digestStream(stream: IO[bytes], partSize: int | None, *, wantMd5: bool, want
 
 
 def digestBytes(data: bytes, *, wantMd5: bool) -> StreamDigest:
-    """``digestStream`` over bytes already in memory (a small file sent as one PUT)."""
-    return digestStream(io.BytesIO(data), None, wantMd5=wantMd5, wantComposite=False)
+    """What ``digestStream`` proves, for bytes already in memory (a small file sent as one PUT)."""
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if wantMd5 else None
+    return StreamDigest(len(data), hashlib.sha256(data).hexdigest(), None, md5, None)
 
 
 def digestFile(path: str, partSize: int | None, *, wantMd5: bool, wantComposite: bool) -> StreamDigest:
-    """``digestStream`` over a file on disk."""
+    """``digestStream`` over a file on disk, with a read buffer no bigger than the file needs.
+
+    A fresh 1 MiB buffer is zeroed and page-faulted in for every file: for a night of small files that cost
+    more system time than reading them (measured: 2,000 files of 1-16 KiB).
+    """
     with open(path, "rb", buffering=0) as handle:
-        return digestStream(handle, partSize, wantMd5=wantMd5, wantComposite=wantComposite)
+        bufferSize = min(READ_CHUNK, max(os.fstat(handle.fileno()).st_size, SMALL_BUFFER))
+        return digestStream(handle, partSize, wantMd5=wantMd5, wantComposite=wantComposite, bufferSize=bufferSize)
 
 
 class HashingReader:

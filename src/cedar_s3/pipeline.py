@@ -23,6 +23,7 @@ from CedarBackup3.util import displayBytes
 from cedar_s3.crypto import Encryptor
 from cedar_s3.digest import StreamDigest, digestBytes, digestFile
 from cedar_s3.manifest import StoredObject
+from cedar_s3.multifile import MultifileSession
 from cedar_s3.s3 import RemoteObject, S3Store
 from cedar_s3.s3errors import S3NotFoundError
 from cedar_s3.staging import StagedFile
@@ -33,7 +34,7 @@ __all__ = ["DayUpload", "UploadReport", "metadataRecord"]
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3.pipeline")
 
 INLINE_LIMIT = 1024 * 1024  # files up to this size are read once into memory and sent from there
-BATCH_FILES = 64  # small files per gpg run when the encryptor can batch (and at most INLINE_LIMIT bytes)
+BATCH_FILES = 64  # small files per gpg run when the encryptor can batch
 
 
 @dataclass
@@ -160,21 +161,9 @@ class DayUpload:
         """One job per file, except that an encryptor able to batch gets small files in groups (one gpg run each)."""
         if self.encryptor is None or not self.encryptor.canBatch:
             return [[index] for index in range(len(files))]
-        jobs: list[list[int]] = []
-        batch: list[int] = []
-        batchBytes = 0
-        for index, staged in enumerate(files):
-            if staged.size > INLINE_LIMIT:
-                jobs.append([index])
-                continue
-            if batch and (len(batch) == BATCH_FILES or batchBytes + staged.size > INLINE_LIMIT):
-                jobs.append(batch)
-                batch, batchBytes = [], 0
-            batch.append(index)
-            batchBytes += staged.size
-        if batch:
-            jobs.append(batch)
-        return jobs
+        small = [index for index, staged in enumerate(files) if staged.size <= INLINE_LIMIT]
+        large = [[index] for index, staged in enumerate(files) if staged.size > INLINE_LIMIT]
+        return large + [small[start : start + BATCH_FILES] for start in range(0, len(small), BATCH_FILES)]
 
     def _batched(self, files: list[StagedFile]) -> bool:
         return self.encryptor is not None and self.encryptor.canBatch and all(f.size <= INLINE_LIMIT for f in files)
@@ -194,33 +183,36 @@ class DayUpload:
             raise
 
     def _storeBatch(self, number: int, files: list[StagedFile]) -> list[tuple[StoredObject, bool]]:
-        """Small files encrypted by one gpg run, then each checked and sent; at most ~1 MiB of ciphertext at once."""
-        encryptor, area = self.encryptor, self.workArea
-        assert encryptor is not None and area is not None
-        results: list[tuple[StoredObject, bool] | None] = [None] * len(files)
-        pending: list[tuple[int, StagedFile, StreamDigest]] = []
-        for position, staged in enumerate(files):
-            with _namingVanished(staged):
-                plain = digestFile(staged.path, None, wantMd5=False, wantComposite=False)
-            reused = self._reusable(self.dayPrefix + staged.relative, staged, plain.sha256, encryptor.mode)
-            if reused is not None:
-                results[position] = (reused, True)
-            else:
-                pending.append((position, staged, plain))
-        with contextlib.ExitStack() as scratch:
-            stems = [scratch.enter_context(area.scratch(f"{number:08d}.{n:03d}")) for n in range(len(pending))]
-            for n in range(len(pending)):
-                scratch.enter_context(area.scratch(f"{number:08d}.{n:03d}.gpg"))
-            outputs = encryptor.encryptBatch([staged.path for _, staged, _ in pending], stems)
-            for (position, staged, plain), output in zip(pending, outputs, strict=True):
-                _checkUnchanged(staged, plain.size)  # hashed before gpg read it: both must have seen these bytes
-                with open(output, "rb") as handle:
-                    body = handle.read()
-                stored = digestBytes(body, wantMd5=True)
-                record = _record(staged.relative, stored, plain.size, plain.sha256, encryptor.mode, self.storedAs)
-                self._upload(output, self.dayPrefix + staged.relative, record, stored, body)
-                results[position] = (record, False)
-        return [result for result in results if result is not None]
+        """Small files through one gpg run, one at a time: only the ciphertext being sent is ever on disk."""
+        assert self.encryptor is not None and self.workArea is not None
+        with (
+            self.workArea.scratchDir(f"{number:08d}.batch") as directory,
+            contextlib.closing(self.encryptor.batchSession(directory)) as session,
+        ):
+            results = []
+            for staged in files:
+                with _namingVanished(staged):
+                    results.append(self._storeThrough(session, staged))
+            return results
+
+    def _storeThrough(self, session: MultifileSession, staged: StagedFile) -> tuple[StoredObject, bool]:
+        assert self.encryptor is not None
+        key, mode = self.dayPrefix + staged.relative, self.encryptor.mode
+        plain = digestFile(staged.path, None, wantMd5=False, wantComposite=False)
+        reused = self._reusable(key, staged, plain.sha256, mode)
+        if reused is not None:
+            return reused, True
+        output = session.encrypt(staged.path)
+        try:
+            _checkUnchanged(staged, plain.size)  # hashed before gpg read it: both must have seen these bytes
+            with open(output, "rb") as handle:
+                body = handle.read()
+            stored = digestBytes(body, wantMd5=True)
+            record = _record(staged.relative, stored, plain.size, plain.sha256, mode, self.storedAs)
+            self._upload(output, key, record, stored, body)
+        finally:
+            os.unlink(output)
+        return record, False
 
     def _storeOne(self, index: int, staged: StagedFile) -> tuple[StoredObject, bool]:
         key = self.dayPrefix + staged.relative
@@ -375,7 +367,7 @@ def _readSmall(staged: StagedFile) -> bytes | None:
     if staged.size > INLINE_LIMIT:
         return None
     with open(staged.path, "rb") as handle:
-        return handle.read(INLINE_LIMIT + 1)
+        return handle.read(staged.size + 1)  # one byte more than listed shows a file that grew
 
 
 def _checkUnchanged(staged: StagedFile, sizeRead: int) -> None:

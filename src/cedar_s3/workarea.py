@@ -58,3 +58,13 @@ class WorkArea:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+    @contextlib.contextmanager
+    def scratchDir(self, name: str) -> Iterator[str]:
+        """A new 0700 directory for one job's temporary files, removed with them when the block ends."""
+        path = os.path.join(self.path, name)
+        os.mkdir(path, 0o700)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)

@@ -28,7 +28,7 @@ from faultkit import (
     onceFired,
     sha256,
 )
-from faultproxy import FaultProxy, delay
+from faultproxy import FaultProxy, delay, status
 from gpgkit import decrypt, generateKey, killAgent, newHome, writePassphraseFile
 from nightkit import MotoServer, Night, getBytes, listKeys
 
@@ -131,6 +131,24 @@ def test_batch_with_working_dir_on_another_filesystem_than_staging(
     assert {relative: record.plaintextSha256 for relative, record in records.items()} == {
         relative: sha256(data) for relative, data in files.items()
     }
+
+
+def test_a_refused_upload_stops_the_batches_already_running(
+    night: Night, s3: Any, proxy: FaultProxy, recipient: tuple[Path, str]
+) -> None:
+    """Four batches of 64, two at a time; one PUT in the first is refused: the second stops at its next file."""
+    night.stage({f"host1/small-{index:03d}.tar": os.urandom(2_000) for index in range(256)})
+    home, fingerprint = recipient
+    night.settings |= {"gpg_recipient": [fingerprint], "gpg_home": str(home), "max_concurrency": 2}
+    refused = proxy.add_rule(
+        status(403, "AccessDenied", "Access Denied"), method="PUT", path=keyPath(night, "host1/small-010.tar")
+    )
+    with pytest.raises(PermissionError, match="access denied on PutObject"):
+        night.run()
+    assert refused.injected == 1
+    puts = proxy.requests_by_method.get("PUT", 0)
+    assert puts < 64, f"{puts} PUTs: the batch running beside the failed one went on to its end"
+    assertNothingRecordedAsGood(night, s3)
 
 
 # -- the staged day changes while the night reads it ----------------------------------------------------------

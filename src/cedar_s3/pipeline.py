@@ -191,6 +191,8 @@ class DayUpload:
         ):
             results = []
             for staged in files:
+                if self._stop.is_set():  # another job failed: the night is lost, send nothing more
+                    raise _StoppedError
                 with _namingVanished(staged):
                     results.append(self._storeThrough(session, staged))
             return results

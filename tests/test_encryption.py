@@ -5,6 +5,7 @@ that recognise encrypted objects although GnuPG output is randomised.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -263,12 +264,12 @@ class WorkDirSampler(threading.Thread):
             total = 0
             for directory, dirNames, fileNames in os.walk(self.root):
                 for name in dirNames:
-                    self.dirModes.add(self._mode(os.path.join(directory, name)))
+                    self._note(self.dirModes, os.path.join(directory, name))
                 for name in fileNames:
                     if not name.endswith(self.suffix):
                         continue
                     path = os.path.join(directory, name)
-                    self.fileModes.add(self._mode(path))
+                    self._note(self.fileModes, path)
                     total += self._size(path)
             self.peak = max(self.peak, total)
             time.sleep(0.002)
@@ -283,11 +284,9 @@ class WorkDirSampler(threading.Thread):
             self.join()
 
     @staticmethod
-    def _mode(path: str) -> int:
-        try:
-            return os.stat(path).st_mode & 0o777
-        except FileNotFoundError:
-            return 0o600  # gone between listing and stat: uploaded and deleted, as it should be
+    def _note(modes: set[int], path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):  # gone between listing and stat: done with, as it should be
+            modes.add(os.stat(path).st_mode & 0o777)
 
     @staticmethod
     def _size(path: str) -> int:

@@ -81,7 +81,7 @@ def test_success_reported_after_a_write_error_is_not_trusted(tmp_path: Path) -> 
     sources = stagedFiles(tmp_path, [b"first", b"second"])
     directory = scratch(tmp_path)
     script = """
-        read name; printf 'partial' > "$name.gpg"
+        read name; echo "[GNUPG:] FILE_START 2 $name"; printf 'partial' > "$name.gpg"
         echo "gpg: $name.gpg: write error: No space left on device"
         echo '[GNUPG:] END_ENCRYPTION'; echo '[GNUPG:] FILE_DONE'
         read name; printf 'whole' > "$name.gpg"; echo '[GNUPG:] END_ENCRYPTION'; echo '[GNUPG:] FILE_DONE'
@@ -95,6 +95,20 @@ def test_success_reported_after_a_write_error_is_not_trusted(tmp_path: Path) -> 
         assert list(directory.iterdir()) == []  # the truncated ciphertext is gone
         output = session.encrypt(str(sources[1]))  # the same gpg goes on with the next file
         assert Path(output).read_bytes() == b"whole"
+    finally:
+        session.close()
+
+
+def test_a_start_up_warning_does_not_count_against_the_first_file(tmp_path: Path) -> None:
+    (source,) = stagedFiles(tmp_path, [b"data"])
+    script = """
+        echo 'gpg: Warning: using insecure memory!'
+        read name; echo "[GNUPG:] FILE_START 2 $name"; printf 'sealed' > "$name.gpg"
+        echo '[GNUPG:] END_ENCRYPTION'; echo '[GNUPG:] FILE_DONE'
+    """
+    session = MultifileSession(standIn(script), str(scratch(tmp_path)))
+    try:
+        assert Path(session.encrypt(str(source))).read_bytes() == b"sealed"
     finally:
         session.close()
 

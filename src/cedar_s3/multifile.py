@@ -62,7 +62,9 @@ class MultifileSession:
 
         gpg carries on to the next name after a failed file and even reports END_ENCRYPTION for a ciphertext it
         could not finish writing (seen: a full disk left a truncated file behind). In batch mode it says nothing
-        at all about a file it encrypted well, so anything it does say makes that file's ciphertext untrusted.
+        at all about a file it encrypted well, so anything it says between FILE_START and FILE_DONE makes that
+        file's ciphertext untrusted. What it says before the first FILE_START (a start-up warning such as
+        insecure memory) is only reported if the file then fails.
         """
         process = self._start()
         stdin, stdout = _pipe(process.stdin), _pipe(process.stdout)
@@ -71,16 +73,17 @@ class MultifileSession:
             stdin.flush()
         except BrokenPipeError:
             pass  # gpg has exited: what it said is still to be read below
-        encrypted, said = False, list[str]()
+        encrypted, started, said, before = False, False, list[str](), list[str]()
         for line in iter(stdout.readline, b""):
             if line.startswith(STATUS + b"FILE_DONE"):
-                return encrypted, said
-            if line.startswith(STATUS + b"END_ENCRYPTION"):
+                return encrypted, said if started else [*before, *said]
+            if line.startswith(STATUS + b"FILE_START"):
+                started = True
+            elif line.startswith(STATUS + b"END_ENCRYPTION"):
                 encrypted = True
             elif not line.startswith(STATUS):
-                said.append(line.decode("utf-8", "replace").strip())
-        said.append(f"gpg exited ({process.wait()})")
-        return False, said
+                (said if started else before).append(line.decode("utf-8", "replace").strip())
+        return False, [*before, *said, f"gpg exited ({process.wait()})"]
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._process is None:

@@ -198,6 +198,8 @@ class DayUpload:
             return results
 
     def _storeThrough(self, session: MultifileSession, staged: StagedFile) -> tuple[StoredObject, bool]:
+        """One small file through the batch's gpg: hashed, reused if already stored so, else encrypted, read back
+        once (the bytes hashed are the bytes sent), sent, and its ciphertext removed before the next."""
         assert self.encryptor is not None
         key, mode = self.dayPrefix + staged.relative, self.encryptor.mode
         plain = digestFile(staged.path, None, wantMd5=False, wantComposite=False)

@@ -31,6 +31,10 @@ class Key:
     home: Path
     fingerprint: str
 
+    def asRecipient(self) -> dict[str, str | list[str]]:
+        """The ``<amazons3>`` settings of a night that encrypts to this key, reading it from its own home."""
+        return {"gpg_recipient": [self.fingerprint], "gpg_home": str(self.home)}
+
 
 def gpg(home: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run stock gpg on ``home`` in batch mode; fail the test with gpg's own words if it fails."""
@@ -54,6 +58,16 @@ def generateKey(home: Path, uid: str, expire: str = "never", *, past: bool = Fal
     gpg(home, *frozen, "--passphrase", "", "--quick-gen-key", uid, "future-default", "default", expire)
     listing = gpg(home, "--with-colons", "--list-keys", uid).stdout.decode()
     return re.findall(r"^fpr:+([0-9A-F]{40}):", listing, re.MULTILINE)[0]
+
+
+@contextlib.contextmanager
+def throwawayKey(parent: Path, uid: str) -> Iterator[Key]:
+    """A new key pair in ``parent/gnupg``, its gpg-agent stopped afterwards."""
+    home = newHome(parent / "gnupg")
+    try:
+        yield Key(home, generateKey(home, uid))
+    finally:
+        killAgent(home)
 
 
 def exportPublicKey(source: Path, fingerprint: str, target: Path) -> None:

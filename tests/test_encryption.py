@@ -27,13 +27,13 @@ from gpgkit import (
     assertNothingLeft,
     decrypt,
     exportPublicKey,
-    generateKey,
     gpg,
     isolatedTempDir,
     killAgent,
     listPackets,
     newHome,
     shortHome,
+    throwawayKey,
     writePassphraseFile,
 )
 from nightkit import Night, dateSuffix, getBytes, listKeys
@@ -57,17 +57,15 @@ def privateTemp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="module")
 def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
     """The key pair an administrator makes on their own machine; its secret half never reaches the server."""
-    home = newHome(tmp_path_factory.mktemp("admin") / "gnupg")
-    yield Key(home, generateKey(home, "Backup Restore <restore@example.org>"))
-    killAgent(home)
+    with throwawayKey(tmp_path_factory.mktemp("admin"), "Backup Restore <restore@example.org>") as key:
+        yield key
 
 
 @pytest.fixture(scope="module")
 def colleague(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
     """A second recipient (an off-site colleague) who must be able to restore alone."""
-    home = newHome(tmp_path_factory.mktemp("colleague") / "gnupg")
-    yield Key(home, generateKey(home, "Off-site Restore <offsite@example.org>"))
-    killAgent(home)
+    with throwawayKey(tmp_path_factory.mktemp("colleague"), "Off-site Restore <offsite@example.org>") as key:
+        yield key
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from faultkit import (
     sha256,
 )
 from faultproxy import FaultProxy, delay, status
-from gpgkit import decrypt, generateKey, killAgent, newHome, writePassphraseFile
+from gpgkit import Key, decrypt, throwawayKey, writePassphraseFile
 from nightkit import MotoServer, Night, getBytes, listKeys
 
 
@@ -62,11 +62,10 @@ def tinyWorkDir(night: Night) -> Iterator[Path]:
 
 
 @pytest.fixture
-def recipient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """A GnuPG home holding one key pair, and its fingerprint (public-key mode batches small files)."""
-    home = newHome(tmp_path_factory.mktemp("recipient") / "gnupg")
-    yield home, generateKey(home, "Batch Restore <batch@example.org>")
-    killAgent(home)
+def recipient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
+    """The key public-key nights encrypt to (public-key mode batches small files)."""
+    with throwawayKey(tmp_path_factory.mktemp("recipient"), "Batch Restore <batch@example.org>") as key:
+        yield key
 
 
 def test_working_dir_filling_up_during_encryption_is_a_clear_oserror(
@@ -85,25 +84,23 @@ def test_working_dir_filling_up_during_encryption_is_a_clear_oserror(
 
 
 def test_batched_small_files_need_room_for_one_ciphertext_per_upload(
-    night: Night, s3: Any, tinyWorkDir: Path, recipient: tuple[Path, str]
+    night: Night, s3: Any, tinyWorkDir: Path, recipient: Key
 ) -> None:
     """100 small files (1.5 MB of ciphertext in all) go through one gpg run each way in a 1 MiB working dir."""
     files = {f"host1/small-{index:03d}.tar": os.urandom(15_000) for index in range(100)}
     night.stage(files)
-    home, fingerprint = recipient
-    night.settings |= {"gpg_recipient": [fingerprint], "gpg_home": str(home), "max_concurrency": 2}
+    night.settings |= recipient.asRecipient() | {"max_concurrency": 2}
     night.run()
     assert night.indicator().exists()
     assert len(listKeys(s3, night.bucket, DAY)) == len(files) + 1
     for relative in ("host1/small-000.tar", "host1/small-099.tar"):
-        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=home) == files[relative]
+        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=recipient.home) == files[relative]
     assert list(tinyWorkDir.iterdir()) == []
 
 
-def test_batch_filling_the_working_dir_is_a_clear_oserror(night: Night, s3: Any, recipient: tuple[Path, str]) -> None:
+def test_batch_filling_the_working_dir_is_a_clear_oserror(night: Night, s3: Any, recipient: Key) -> None:
     night.stage({"host1/a.tar": os.urandom(1_000), "host1/b.tar": os.urandom(200_000)})
-    home, fingerprint = recipient
-    night.settings |= {"gpg_recipient": [fingerprint], "gpg_home": str(home), "max_concurrency": 1}
+    night.settings |= recipient.asRecipient() | {"max_concurrency": 1}
     with tmpfsWorkDir(night, "64k") as workDir, pytest.raises(OSError) as caught:
         night.run()
     assert caught.value.errno == errno.ENOSPC
@@ -113,20 +110,19 @@ def test_batch_filling_the_working_dir_is_a_clear_oserror(night: Night, s3: Any,
 
 
 def test_batch_with_working_dir_on_another_filesystem_than_staging(
-    night: Night, s3: Any, tmp_path: Path, recipient: tuple[Path, str]
+    night: Night, s3: Any, tmp_path: Path, recipient: Key
 ) -> None:
     """Staged files cannot be hard-linked into a working dir on another filesystem: gpg gets symlinks instead."""
     files = {f"host1/small-{index:02d}.tar": os.urandom(2_000 + index) for index in range(70)}
     night.stage(files)
-    home, fingerprint = recipient
-    night.settings |= {"gpg_recipient": [fingerprint], "gpg_home": str(home)}
+    night.settings |= recipient.asRecipient()
     with tmpfsWorkDir(night, "64m") as workDir:
         night.run()
         assert list(workDir.iterdir()) == []
     assert night.indicator().exists()
     assert set(listKeys(s3, night.bucket, DAY)) == {f"{DAY}/{relative}" for relative in files} | {MANIFEST_KEY}
     for relative, data in files.items():
-        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=home) == data, relative
+        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=recipient.home) == data, relative
     records = manifestOf(s3, night.bucket).byRelative()
     assert {relative: record.plaintextSha256 for relative, record in records.items()} == {
         relative: sha256(data) for relative, data in files.items()
@@ -134,12 +130,11 @@ def test_batch_with_working_dir_on_another_filesystem_than_staging(
 
 
 def test_a_refused_upload_stops_the_batches_already_running(
-    night: Night, s3: Any, proxy: FaultProxy, recipient: tuple[Path, str]
+    night: Night, s3: Any, proxy: FaultProxy, recipient: Key
 ) -> None:
     """Four batches of 64, two at a time; one PUT in the first is refused: the second stops at its next file."""
     night.stage({f"host1/small-{index:03d}.tar": os.urandom(2_000) for index in range(256)})
-    home, fingerprint = recipient
-    night.settings |= {"gpg_recipient": [fingerprint], "gpg_home": str(home), "max_concurrency": 2}
+    night.settings |= recipient.asRecipient() | {"max_concurrency": 2}
     refused = proxy.add_rule(
         status(403, "AccessDenied", "Access Denied"), method="PUT", path=keyPath(night, "host1/small-010.tar")
     )

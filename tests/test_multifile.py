@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 
 from cedar_s3.multifile import MultifileSession
-from gpgkit import GPG, decrypt, generateKey, killAgent, newHome
+from gpgkit import GPG, Key, decrypt, throwawayKey
 
 
 @pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    home = newHome(tmp_path_factory.mktemp("multifile") / "gnupg")
-    yield home, generateKey(home, "Multifile Test <multifile@example.org>")
-    killAgent(home)
+def key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
+    with throwawayKey(tmp_path_factory.mktemp("multifile"), "Multifile Test <multifile@example.org>") as made:
+        yield made
 
 
 def stagedFiles(tmp_path: Path, contents: list[bytes]) -> list[Path]:
@@ -42,10 +41,8 @@ def standIn(script: str) -> list[str]:
     return ["/bin/sh", "-c", script, "gpg"]
 
 
-def test_each_file_comes_out_encrypted_and_private_and_only_one_is_on_disk_at_a_time(
-    tmp_path: Path, key: tuple[Path, str]
-) -> None:
-    home, fingerprint = key
+def test_each_file_comes_out_encrypted_and_private_and_only_one_is_on_disk_at_a_time(tmp_path: Path, key: Key) -> None:
+    home, fingerprint = key.home, key.fingerprint
     contents = [os.urandom(3_000), b"", b"plain text\n" * 100]
     sources, directory = stagedFiles(tmp_path, contents), scratch(tmp_path)
     argv = [GPG, "--homedir", str(home), "--batch", "--no-tty", "--trust-model", "always", "-r", fingerprint]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -13,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest, StoredObject
+from formatkit import INCOMPLETE_MARKER, MANIFEST_NAME, manifestBody, plainEntry
 from nightkit import Night, dateSuffix
 
 
@@ -82,11 +80,6 @@ def tree(root: Path) -> dict[str, bytes]:
     return found
 
 
-def record(relative: str, data: bytes) -> StoredObject:
-    digest = hashlib.sha256(data).hexdigest()
-    return StoredObject(relative, len(data), len(data), digest, digest, "none")
-
-
 def putDay(
     s3: Any,
     bucket: str,
@@ -109,22 +102,8 @@ def putDay(
     for relative, data in files.items() if objects else ():
         s3.put_object(Bucket=bucket, Key=dayPrefix + relative, Body=data, **putArgs)
     if manifest:
-        document = Manifest(
-            day=dateSuffix(day),
-            bucket=bucket,
-            prefix=dayPrefix,
-            host="testhost",
-            tool="tests",
-            encryption="none",
-            started=Manifest.now(),
-            finished=Manifest.now(),
-            objects=[record(relative, data) for relative, data in files.items()],
-        )
-        body = document.toJson()
-        if records is not None:
-            raw = json.loads(body)
-            raw["objects"] = records
-            body = json.dumps(raw).encode()
+        entries = records if records is not None else [plainEntry(relative, data) for relative, data in files.items()]
+        body = manifestBody(dateSuffix(day), bucket, dayPrefix, entries)
         s3.put_object(Bucket=bucket, Key=dayPrefix + MANIFEST_NAME, Body=body, **putArgs)
     if marker:
         s3.put_object(Bucket=bucket, Key=dayPrefix + INCOMPLETE_MARKER, Body=b"{}")

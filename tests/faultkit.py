@@ -7,14 +7,14 @@ straight to the moto server, the way an administrator would look at the bucket t
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest
+from cedar_s3.bucketformat import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest, parseManifest
 from faultproxy import FaultProxy
 from nightkit import Night, dateSuffix, getBytes, listKeys
 
@@ -40,7 +40,7 @@ def manifestBytes(s3: Any, bucket: str) -> bytes | None:
 def manifestOf(s3: Any, bucket: str) -> Manifest:
     raw = manifestBytes(s3, bucket)
     assert raw is not None, "the day has no manifest"
-    return Manifest.fromJson(raw, source="test")
+    return parseManifest(raw, source="test")
 
 
 def multipartUploads(s3: Any, bucket: str) -> list[str]:
@@ -73,10 +73,36 @@ def assertNothingRecordedAsGood(night: Night, s3: Any, previousManifest: bytes |
     assert MARKER_KEY in listKeys(s3, night.bucket, DAY)
 
 
-def skippedCounts(records: list[logging.LogRecord]) -> list[int]:
-    """The N of every "skipped N already stored" line the night logged."""
-    found = (re.search(r"skipped (\d+) already stored", record.getMessage()) for record in records)
-    return [int(match.group(1)) for match in found if match]
+def sentObjects(proxy: FaultProxy, bucket: str, since: int = 0) -> list[str]:
+    """The data objects the night sent, as the wire saw them (one PUT, or the start of a multipart upload), by
+    path under the day, for the proxy's requests from number ``since`` on. Bookkeeping (``cback.*``) is left out.
+    """
+    prefix = f"/{bucket}/{DAY}/"
+    sent = []
+    for record in proxy.records[since:]:
+        path, _, query = record.path.partition("?")
+        if not path.startswith(prefix) or record.upstream_status is None or record.upstream_status >= 300:
+            continue
+        relative = urllib.parse.unquote(path[len(prefix) :])
+        single = record.method == "PUT" and "partNumber" not in query
+        started = record.method == "POST" and query.startswith("uploads")
+        if (single or started) and not relative.rpartition("/")[2].startswith("cback."):
+            sent.append(relative)
+    return sorted(sent)
+
+
+def partsSent(proxy: FaultProxy, bucket: str, relative: str, since: int = 0) -> int:
+    """How many parts of ``relative`` reached S3 (UploadPart requests answered with success)."""
+    path = f"/{bucket}/{DAY}/{relative}"
+    return sum(
+        1
+        for record in proxy.records[since:]
+        if record.method == "PUT"
+        and record.path.partition("?")[0] == path
+        and "partNumber" in record.path
+        and record.upstream_status is not None
+        and record.upstream_status < 300
+    )
 
 
 def retriedAfterEachFault(proxy: FaultProxy) -> None:

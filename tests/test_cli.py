@@ -28,6 +28,7 @@ DAY_FIELDS = {
     "encryption",
     "complete",
     "state",
+    "kind",
     "verifiedAt",
     "verifiedBy",
     "problem",
@@ -61,6 +62,7 @@ def test_list_json_shape_newest_first_with_each_state(night: Night, s3: Any) -> 
         "encryption": "none",
         "complete": True,
         "state": "complete",
+        "kind": "complete",
         "verifiedAt": None,
         "verifiedBy": "upload",
         "problem": None,
@@ -68,6 +70,7 @@ def test_list_json_shape_newest_first_with_each_state(night: Night, s3: Any) -> 
     assert datetime.datetime.fromisoformat(today["verifiedAt"])
     assert (interrupted["state"], interrupted["complete"]) == ("incomplete", False)
     assert (upstream["state"], upstream["encrypted"], upstream["verifiedAt"]) == ("no manifest", None, None)
+    assert (today["kind"], interrupted["kind"], upstream["kind"]) == ("complete", "incomplete", "upstream")
 
 
 def test_list_table_for_people(night: Night, s3: Any) -> None:
@@ -75,7 +78,7 @@ def test_list_table_for_people(night: Night, s3: Any) -> None:
     outcome = cli(night, "list")
     assert outcome.code == 0, outcome.stderr
     header, row = outcome.stdout.splitlines()
-    assert header.split() == ["DATE", "OBJECTS", "SIZE", "ENCRYPTION", "STATE", "VERIFIED"]
+    assert header.split() == ["DATE", "OBJECTS", "SIZE", "ENCRYPTION", "KIND", "VERIFIED"]
     assert row.split()[:6] == [ago(3).isoformat(), "2", "1.00", "kB", "none", "complete"]
 
 

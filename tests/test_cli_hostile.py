@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from clikit import cli, putDay, record, tree
+from clikit import cli, putDay, tree
+from formatkit import plainEntry
 from nightkit import TODAY, Night
 
 FILES = {"host1/a.tar": b"A" * 5000, "host1/b.tar": b"B" * 300, "host2/c.tar": b"C" * 70}
@@ -25,7 +26,7 @@ def outside(tmp_path: Path) -> Path:
 
 
 def entry(relative: str, data: bytes, **changes: Any) -> dict[str, Any]:
-    raw = dict(record(relative, data).__dict__)
+    raw = plainEntry(relative, data)
     raw.update(changes)
     return raw
 

@@ -63,7 +63,7 @@ def test_locked_day_is_kept_whole_and_other_days_lose_every_version(night: Night
     bucket = newBucketName()
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     night.bucket = bucket
-    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
     locked = putDay(s3, bucket, ago(30), FILES, ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=until)
     old = putDay(s3, bucket, ago(20), FILES)
     s3.put_object(Bucket=bucket, Key=old + "host1/a.tar", Body=b"second version")  # a noncurrent version too

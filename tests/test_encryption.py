@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cedar_s3.manifest import MANIFEST_NAME, Manifest
+from cedar_s3.bucketformat import MANIFEST_NAME, parseManifest
 from cedar_s3.workarea import WorkArea
 from gpgkit import (
     PASSPHRASE,
@@ -37,7 +37,7 @@ from gpgkit import (
     writePassphraseFile,
 )
 from nightkit import Night, dateSuffix, getBytes, listKeys
-from test_e2e_cback3 import BACKUP_USER, ensureBackupUser
+from test_e2e_cback3 import ensureBackupUser
 
 DAY = dateSuffix()
 MIB = 1024 * 1024
@@ -241,17 +241,13 @@ def test_legacy_encrypt_command_quotes_paths_and_keeps_empty_files_plain(
 # -- temp space, self-check, verification -----------------------------------------------------------------------
 
 
-class WorkDirSampler(threading.Thread):
-    """Measures the working dir again and again while a night runs: peak bytes, and every mode it sees.
+class CiphertextSampler(threading.Thread):
+    """Looks again and again, while a night runs, at the files gpg writes in its batch directories (``batch-*``
+    inside a private GnuPG home under ``root``): peak bytes, and every mode it sees."""
 
-    ``suffix`` narrows the files looked at to the ciphertext ones: a batch's inputs are links to staged files,
-    which keep the staged files' own modes and are no copy of anything.
-    """
-
-    def __init__(self, root: Path, suffix: str = "") -> None:
+    def __init__(self, root: Path) -> None:
         super().__init__(daemon=True)
         self.root = root
-        self.suffix = suffix
         self.peak = 0
         self.fileModes: set[int] = set()
         self.dirModes: set[int] = set()
@@ -263,12 +259,13 @@ class WorkDirSampler(threading.Thread):
             for directory, dirNames, fileNames in os.walk(self.root):
                 for name in dirNames:
                     self._note(self.dirModes, os.path.join(directory, name))
+                if not os.path.basename(directory).startswith("batch-"):
+                    continue
                 for name in fileNames:
-                    if not name.endswith(self.suffix):
-                        continue
-                    path = os.path.join(directory, name)
-                    self._note(self.fileModes, path)
-                    total += self._size(path)
+                    if name.endswith(".gpg"):
+                        path = os.path.join(directory, name)
+                        self._note(self.fileModes, path)
+                        total += self._size(path)
             self.peak = max(self.peak, total)
             time.sleep(0.002)
 
@@ -294,22 +291,6 @@ class WorkDirSampler(threading.Thread):
             return 0
 
 
-def test_temp_space_holds_only_the_files_in_flight(
-    night: Night, s3: Any, admin: Key, serverHome: Path, privateTemp: Path
-) -> None:
-    size, count = 4 * MIB, 20
-    night.stage({f"host/part{index:02d}.tar": os.urandom(size) for index in range(count)})
-    night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 2}
-    sampler = WorkDirSampler(night.workDir)
-    sampler.during(night)
-    assert len(listKeys(s3, night.bucket)) == count + 1
-    assert sampler.peak > size // 2, "the sampler never saw a ciphertext; the bound below would prove nothing"
-    assert sampler.peak < 3 * size  # two in flight at most; the staged day is 20 files
-    assert sampler.fileModes == {0o600}
-    assert sampler.dirModes == {0o700}
-    assertNothingLeft(night.workDir, privateTemp)
-
-
 def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files_private(
     night: Night, s3: Any, admin: Key, serverHome: Path, privateTemp: Path
 ) -> None:
@@ -317,7 +298,7 @@ def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files
     night.stage(files)
     before = {path: (path.stat().st_nlink, path.stat().st_mode) for path in night.dayDir().rglob("*.tar")}
     night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 3}
-    sampler = WorkDirSampler(night.workDir, suffix=".gpg")
+    sampler = CiphertextSampler(privateTemp)
     sampler.during(night)
     assert len(before) == len(files) and all(links == 1 for links, _ in before.values())
     assert {path: (path.stat().st_nlink, path.stat().st_mode) for path in before} == before  # links all gone
@@ -349,8 +330,8 @@ def test_manifest_records_plaintext_and_stored_checksums(night: Night, s3: Any, 
     files = stageDay(night)
     night.settings |= {"gpg_passphrase_file": str(passphraseFile), "gpg_s2k_count": 65536}
     night.run()
-    manifest = Manifest.fromJson(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
-    assert manifest.encryption == "gpg-symmetric"
+    manifest = parseManifest(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    assert manifest.header.encryption == "gpg-symmetric"
     records = manifest.byRelative()
     for relative, data in files.items():
         ciphertext, _ = download(s3, night.bucket, relative)
@@ -431,14 +412,19 @@ def test_documented_restore_by_hand_needs_only_aws_and_gpg(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving the work area to the backup user needs root")
-def test_work_area_belongs_to_the_backup_user_and_goes_on_every_exit(tmp_path: Path) -> None:
+def test_work_area_gives_the_backup_user_only_its_output_dir_and_goes_on_every_exit(tmp_path: Path) -> None:
     user = ensureBackupUser()
-    with pytest.raises(RuntimeError, match="half-way"), WorkArea(str(tmp_path), BACKUP_USER, BACKUP_USER) as area:
-        info = os.stat(area.path)
-        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (user.pw_uid, user.pw_gid, 0o700)
-        with area.scratch("00000001.enc") as path:
-            Path(path).write_bytes(b"ciphertext in flight")
-        assert not os.path.exists(path)
-        Path(area.path, "00000002.enc").write_bytes(b"left by a failing upload")
+    with pytest.raises(RuntimeError, match="half-way"), WorkArea(str(tmp_path), user.pw_uid, user.pw_gid) as area:
+        modes = {
+            name: os.stat(path) for name, path in (("area", area.path), ("in", area.inPath), ("out", area.outPath))
+        }
+        assert (modes["area"].st_uid, modes["area"].st_mode & 0o777) == (0, 0o711)
+        assert (modes["in"].st_uid, modes["in"].st_gid, modes["in"].st_mode & 0o777) == (0, user.pw_gid, 0o710)
+        assert (modes["out"].st_uid, modes["out"].st_gid, modes["out"].st_mode & 0o777) == (
+            user.pw_uid,
+            user.pw_gid,
+            0o700,
+        )
+        Path(area.outPath, "00000002.enc").write_bytes(b"left by a failing upload")
         raise RuntimeError("the night fails half-way")
     assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ upload, with no indicator, no temp file, no private GnuPG home and no gpg-agent 
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -13,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from cedar_s3.crypto import readPassphrase
-from cedar_s3.manifest import MANIFEST_NAME
+from cedar_s3.bucketformat import MANIFEST_NAME
+from cedar_s3.gpg.home import readPassphrase
 from gpgkit import (
     Key,
     assertNothingLeft,
@@ -73,6 +74,8 @@ def publicKey(keys: Keys, fingerprint: str, home: Path | None = None) -> dict[st
 
 
 def groupWritableHome(keys: Keys) -> dict[str, Any]:
+    """Writable by a group the owner shares with others (``users``), not its own user-private group."""
+    os.chown(keys.serverHome, -1, grp.getgrnam("users").gr_gid)
     keys.serverHome.chmod(0o770)
     return publicKey(keys, keys.good.fingerprint)
 

@@ -11,13 +11,13 @@ import errno
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import cedar_s3.pipeline
 from faultkit import (
     DAY,
     MANIFEST_KEY,
@@ -29,36 +29,42 @@ from faultkit import (
     sha256,
 )
 from faultproxy import FaultProxy, delay, status
+from formatkit import INCOMPLETE_MARKER
 from gpgkit import Key, decrypt, throwawayKey, writePassphraseFile
 from nightkit import MotoServer, Night, getBytes, listKeys
 
 
 @contextlib.contextmanager
-def tmpfsWorkDir(night: Night, size: str) -> Iterator[Path]:
-    """The night's <working_dir> as a tmpfs of ``size``: another filesystem than staging, and one that fills."""
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``path``: another filesystem than staging, and one that fills."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs as <working_dir> needs root")
-    if shutil.which("gpg") is None:
-        pytest.skip("gpg is not installed")
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir(exist_ok=True)
     mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(night.workDir)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
         capture_output=True,
         text=True,
         check=False,
+        timeout=30,
     )
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (container without CAP_SYS_ADMIN?): {mount.stderr.strip()}")
     try:
-        yield night.workDir
-    finally:
-        subprocess.run(["umount", str(night.workDir)], check=True)
-
-
-@pytest.fixture
-def tinyWorkDir(night: Night) -> Iterator[Path]:
-    """A 1 MiB <working_dir>: a full disk that costs nothing to fill."""
-    with tmpfsWorkDir(night, "1m") as path:
         yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True, timeout=30)
+
+
+@contextlib.contextmanager
+def tmpfsTempDir(monkeypatch: pytest.MonkeyPatch, size: str) -> Iterator[Path]:
+    """The temp dir (where private GnuPG homes, and so gpg's batch outputs, go) on a tmpfs of ``size``."""
+    parent = Path(tempfile.mkdtemp(prefix="cs3f-", dir="/tmp"))
+    try:
+        with tmpfs(parent / "t", size) as path:
+            monkeypatch.setattr(tempfile, "tempdir", str(path))
+            yield path
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -68,57 +74,67 @@ def recipient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
         yield key
 
 
-def test_working_dir_filling_up_during_encryption_is_a_clear_oserror(
-    night: Night, s3: Any, tinyWorkDir: Path, tmp_path: Path
+def test_encrypting_big_files_needs_no_scratch_space(
+    night: Night, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    big = night.dayDir() / "host1" / "big.tar"
-    night.stage({"host1/big.tar": os.urandom(MIB + MIB // 2), "host1/small.tar": os.urandom(10_000)})
-    night.settings |= {"gpg_passphrase_file": str(writePassphraseFile(tmp_path / "passphrase")), "max_concurrency": 1}
-    with pytest.raises(OSError) as caught:
+    """6 MiB of ciphertext, a 1 MiB working dir and a 1 MiB temp dir: gpg's output goes straight into the upload."""
+    files = {"host1/big.tar": os.urandom(4 * MIB), "host1/bigger.tar": os.urandom(2 * MIB), "host1/small": b"s"}
+    night.stage(files)
+    passphrase = writePassphraseFile(tmp_path / "passphrase")
+    night.settings |= {
+        "gpg_passphrase_file": str(passphrase),
+        "multipart_threshold": "5 MB",
+        "multipart_chunksize": "5 MB",
+    }
+    with tmpfs(night.workDir, "1m") as workDir, tmpfsTempDir(monkeypatch, "1m") as tempDir:
         night.run()
-    assert caught.value.errno == errno.ENOSPC
-    assert "No space left" in str(caught.value) and str(big) in str(caught.value)
-    assertNothingRecordedAsGood(night, s3)
-    assert f"{DAY}/host1/big.tar" not in listKeys(s3, night.bucket)
-    assert list(tinyWorkDir.iterdir()) == []  # the scratch dir and its partial ciphertext are gone
+        assert list(workDir.iterdir()) == [] and list(tempDir.iterdir()) == []
+    assert night.indicator().exists()
+    for relative, data in files.items():
+        stored = getBytes(s3, night.bucket, f"{DAY}/{relative}")
+        assert decrypt(stored, passphraseFile=passphrase, home=tmp_path) == data
 
 
 def test_batched_small_files_need_room_for_one_ciphertext_per_upload(
-    night: Night, s3: Any, tinyWorkDir: Path, recipient: Key
+    night: Night, s3: Any, recipient: Key, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """100 small files (1.5 MB of ciphertext in all) go through one gpg run each way in a 1 MiB working dir."""
+    """100 small files (1.5 MB of ciphertext in all) go through gpg batches in a 1 MiB temp dir."""
     files = {f"host1/small-{index:03d}.tar": os.urandom(15_000) for index in range(100)}
     night.stage(files)
     night.settings |= recipient.asRecipient() | {"max_concurrency": 2}
-    night.run()
+    with tmpfsTempDir(monkeypatch, "1m") as tempDir:
+        night.run()
+        assert list(tempDir.iterdir()) == []
     assert night.indicator().exists()
     assert len(listKeys(s3, night.bucket, DAY)) == len(files) + 1
     for relative in ("host1/small-000.tar", "host1/small-099.tar"):
         assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=recipient.home) == files[relative]
-    assert list(tinyWorkDir.iterdir()) == []
 
 
-def test_batch_filling_the_working_dir_is_a_clear_oserror(night: Night, s3: Any, recipient: Key) -> None:
+def test_batch_filling_the_temp_dir_is_a_clear_oserror(
+    night: Night, s3: Any, recipient: Key, monkeypatch: pytest.MonkeyPatch
+) -> None:
     night.stage({"host1/a.tar": os.urandom(1_000), "host1/b.tar": os.urandom(200_000)})
     night.settings |= recipient.asRecipient() | {"max_concurrency": 1}
-    with tmpfsWorkDir(night, "64k") as workDir, pytest.raises(OSError) as caught:
-        night.run()
+    with tmpfsTempDir(monkeypatch, "96k") as tempDir:
+        with pytest.raises(OSError) as caught:
+            night.run()
+        assert list(tempDir.iterdir()) == []
     assert caught.value.errno == errno.ENOSPC
-    assert caught.value.strerror == f"No space left in the working dir while encrypting {night.dayDir()}/host1/b.tar"
+    assert f"{night.dayDir()}/host1/b.tar" in caught.value.strerror and "No space left" in caught.value.strerror
     assertNothingRecordedAsGood(night, s3)
-    assert list(workDir.iterdir()) == []
 
 
-def test_batch_with_working_dir_on_another_filesystem_than_staging(
-    night: Night, s3: Any, tmp_path: Path, recipient: Key
+def test_batch_with_the_temp_dir_on_another_filesystem_than_staging(
+    night: Night, s3: Any, recipient: Key, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Staged files cannot be hard-linked into a working dir on another filesystem: gpg gets symlinks instead."""
+    """Staged files cannot be hard-linked into another filesystem: gpg reads them through a /proc link."""
     files = {f"host1/small-{index:02d}.tar": os.urandom(2_000 + index) for index in range(70)}
     night.stage(files)
     night.settings |= recipient.asRecipient()
-    with tmpfsWorkDir(night, "64m") as workDir:
+    with tmpfsTempDir(monkeypatch, "64m") as tempDir:
         night.run()
-        assert list(workDir.iterdir()) == []
+        assert list(tempDir.iterdir()) == []
     assert night.indicator().exists()
     assert set(listKeys(s3, night.bucket, DAY)) == {f"{DAY}/{relative}" for relative in files} | {MANIFEST_KEY}
     for relative, data in files.items():
@@ -149,50 +165,46 @@ def test_a_refused_upload_stops_the_batches_already_running(
 # -- the staged day changes while the night reads it ----------------------------------------------------------
 
 
-def _digestFirst(monkeypatch: pytest.MonkeyPatch, victim: Path, change: str) -> None:
-    """Make the night's first read of ``victim`` (whole for a small file, digest for a big one) happen just
-    after the file was changed."""
-    realDigest = cedar_s3.pipeline.digestFile
-    realRead = cedar_s3.pipeline._readSmall
-
-    def alter(path: str) -> None:
-        if path == str(victim):
-            if change == "grow":
-                with open(path, "ab") as handle:
-                    handle.write(b"late data from a collect that is still running")
-            else:
-                os.unlink(path)
-
-    def changedThenDigested(path: str, *args: Any, **kwargs: Any) -> Any:
-        alter(path)
-        return realDigest(path, *args, **kwargs)
-
-    def changedThenRead(staged: Any) -> Any:
-        alter(staged.path)
-        return realRead(staged)
-
-    monkeypatch.setattr(cedar_s3.pipeline, "digestFile", changedThenDigested)
-    monkeypatch.setattr(cedar_s3.pipeline, "_readSmall", changedThenRead)
+@contextlib.contextmanager
+def _changeAfterListing(night: Night, moto: MotoServer, victim: Path, change: str) -> Iterator[FaultProxy]:
+    """A proxy that holds up the night's first PUT (the incomplete marker: after the day is listed, before any
+    file is read) and changes ``victim`` meanwhile, as a collect still running would."""
+    with FaultProxy("127.0.0.1", moto.port) as proxy:
+        night.endpoint = proxy.url
+        held = proxy.add_rule(delay(0.5), method="PUT", path=f"/{INCOMPLETE_MARKER}", nth=1)
+        watcher = onceFired(lambda: held.injected == 1, lambda: _alter(victim, change))
+        yield proxy
+        watcher.join()
+        assert proxy.errors == []
 
 
-def test_staged_file_growing_while_read_is_a_clear_valueerror(
-    night: Night, s3: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _alter(victim: Path, change: str) -> None:
+    if change == "grow":
+        with open(victim, "ab") as handle:
+            handle.write(b"late data from a collect that is still running")
+    else:
+        victim.unlink()
+
+
+def test_staged_file_growing_after_the_listing_is_a_clear_valueerror(night: Night, s3: Any, moto: MotoServer) -> None:
     night.stage({"host1/a.tar": os.urandom(10_000), "host1/b.tar": os.urandom(20_000)})
     victim = night.dayDir() / "host1" / "b.tar"
-    _digestFirst(monkeypatch, victim, "grow")
-    with pytest.raises(ValueError, match=f"Staged file changed while being read: {victim} "):
+    with (
+        _changeAfterListing(night, moto, victim, "grow"),
+        pytest.raises(ValueError, match=f"Staged file changed while being read: {victim} "),
+    ):
         night.run()
     assertNothingRecordedAsGood(night, s3)
+    assert f"{DAY}/host1/b.tar" not in listKeys(s3, night.bucket)
 
 
-def test_staged_file_vanishing_while_read_is_a_clear_oserror(
-    night: Night, s3: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_staged_file_vanishing_after_the_listing_is_a_clear_error(night: Night, s3: Any, moto: MotoServer) -> None:
     night.stage({"host1/a.tar": os.urandom(10_000), "host1/b.tar": os.urandom(20_000)})
     victim = night.dayDir() / "host1" / "b.tar"
-    _digestFirst(monkeypatch, victim, "vanish")
-    with pytest.raises(OSError, match=f"Staged file vanished while the night was running: {victim}$"):
+    with (
+        _changeAfterListing(night, moto, victim, "vanish"),
+        pytest.raises(ValueError, match=f"Staged file '{victim}' changed while the night was running"),
+    ):
         night.run()
     assertNothingRecordedAsGood(night, s3)
     assert f"{DAY}/host1/b.tar" not in listKeys(s3, night.bucket)

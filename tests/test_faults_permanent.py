@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cedar_s3.s3errors import S3AccessError, S3ConnectionError, S3Error, S3NotFoundError
+from cedar_s3.s3.errors import S3AccessError, S3ConnectionError, S3Error, S3NotFoundError
 from faultproxy import FaultProxy, status
 from nightkit import Night, listKeys
 

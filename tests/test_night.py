@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cedar_s3.manifest import MANIFEST_NAME, Manifest
-from cedar_s3.s3errors import S3Error
+from cedar_s3.bucketformat import MANIFEST_NAME, parseManifest
+from cedar_s3.s3.errors import S3Error
 from nightkit import TODAY, Night, dateSuffix, getBytes, listKeys
 
 DAY = dateSuffix()
@@ -53,14 +53,14 @@ def test_bucket_prefix_is_honoured(night: Night, s3: Any) -> None:
 def test_manifest_describes_every_object(night: Night, s3: Any) -> None:
     files = staged(night)
     night.run()
-    manifest = Manifest.fromJson(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    manifest = parseManifest(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
     records = manifest.byRelative()
     assert set(records) == set(files)
     for relative, data in files.items():
         assert records[relative].plaintextSha256 == hashlib.sha256(data).hexdigest()
         assert records[relative].size == len(data)
         assert records[relative].encryption == "none"
-    assert manifest.day == DAY and manifest.finished >= manifest.started
+    assert manifest.header.day == DAY and manifest.header.finished >= manifest.header.started
 
 
 def test_rerun_replaces_changed_objects_and_removes_stale_ones(night: Night, s3: Any) -> None:
@@ -151,14 +151,14 @@ def test_already_stored_day_is_skipped_without_full(night: Night) -> None:
 
 def test_object_replaced_remotely_is_caught_by_verification(night: Night, s3: Any) -> None:
     from cedar_s3.config import LocalConfig
-    from cedar_s3.s3 import buildStore
+    from cedar_s3.s3.session import buildStore
     from cedar_s3.verify import VerificationError, verifyObjects
 
     files = staged(night)
     night.run()
     key = f"{DAY}/host1/etc.tar.gz"
     s3.put_object(Bucket=night.bucket, Key=key, Body=os.urandom(len(files["host1/etc.tar.gz"])))
-    manifest = Manifest.fromJson(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    manifest = parseManifest(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
     settings = LocalConfig(xmlPath=str(night.configPath)).amazons3
     assert settings is not None
     with buildStore(settings, None) as store, pytest.raises(VerificationError, match=key) as caught:

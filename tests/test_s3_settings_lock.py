@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME
+from cedar_s3.bucketformat import INCOMPLETE_MARKER, MANIFEST_NAME
 from nightkit import Night, dateSuffix, getBytes, listKeys, newBucketName
 
 DAY = dateSuffix()
@@ -36,9 +36,9 @@ def versionsOf(s3: Any, bucket: str, key: str) -> tuple[list[dict[str, Any]], li
 def test_lock_reaches_every_object_but_not_the_marker(lockedNight: Night, s3: Any) -> None:
     lockedNight.stage({"h/a.tar": os.urandom(2000), "h/b.tar": b"b"})
     lockedNight.settings |= {"object_lock_mode": "GOVERNANCE", "object_lock_days": 2}
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     lockedNight.run()
-    after = datetime.datetime.now(datetime.timezone.utc)
+    after = datetime.datetime.now(datetime.UTC)
     for key in (f"{DAY}/h/a.tar", f"{DAY}/h/b.tar", MANIFEST):
         head = s3.head_object(Bucket=lockedNight.bucket, Key=key)
         assert head["ObjectLockMode"] == "GOVERNANCE", key
@@ -111,17 +111,17 @@ def test_lock_with_checksums_when_required_sends_content_md5(
     lockedNight: Night, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """S3 refuses an object lock PUT without Content-MD5 or a flexible checksum; when_required must still work."""
-    from cedar_s3 import s3 as s3module
+    from cedar_s3.s3 import session as s3module
 
     sent: list[dict[str, str]] = []
-    original = s3module._makeClient
+    original = s3module.makeClient
 
     def makeClient(*args: Any, **kwargs: Any) -> Any:
         client = original(*args, **kwargs)
         client.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers)))
         return client
 
-    monkeypatch.setattr(s3module, "_makeClient", makeClient)
+    monkeypatch.setattr(s3module, "makeClient", makeClient)
     lockedNight.stage({"h/a.tar": os.urandom(1000)})
     lockedNight.settings |= {"object_lock_mode": "GOVERNANCE", "object_lock_days": 1}
     lockedNight.settings["checksum_calculation"] = "when_required"

@@ -13,7 +13,8 @@ from CedarBackup3.config import ByteQuantity
 from CedarBackup3.util import UNIT_BYTES
 
 from cedar_s3.config import AmazonS3Config
-from cedar_s3.staging import applySizeLimits, findCorrectDailyDir, listStagedFiles
+from cedar_s3.stagedtree import StagedTree
+from cedar_s3.staging import applySizeLimits, findCorrectDailyDir
 
 FROZEN = datetime.date(2026, 3, 1)  # a Sunday, just after a month boundary
 
@@ -120,25 +121,50 @@ def test_incremental_limit_applies_otherwise() -> None:
     applySizeLimits(SimpleNamespace(full=False), cbconfig(notToday()), limits(None, None), {"/d": "x"}, 10**12)
 
 
+def listed(root: Path) -> list[tuple[str, int]]:
+    """The day ``root/day`` as the night lists it: (key suffix, size) in key order."""
+    with StagedTree.open(str(root), "day") as tree:
+        return [(staged.relative, staged.size) for staged in tree.list(900)]
+
+
 def test_listing_excludes_only_cedar_indicators(tmp_path: Path) -> None:
-    (tmp_path / "peer" / "deep" / "er").mkdir(parents=True)
+    day = tmp_path / "day"
+    (day / "peer" / "deep" / "er").mkdir(parents=True)
     for name in ("cback.stage", "peer/cback.collect", "peer/foo.cback.tar", "peer/deep/er/x.tar", "peer/cback"):
-        (tmp_path / name).write_bytes(b"x")
-    relatives = [staged.relative for staged in listStagedFiles(str(tmp_path))]
-    assert relatives == ["peer/cback", "peer/deep/er/x.tar", "peer/foo.cback.tar"]
+        (day / name).write_bytes(b"x")
+    assert [relative for relative, _ in listed(tmp_path)] == ["peer/cback", "peer/deep/er/x.tar", "peer/foo.cback.tar"]
 
 
-def test_symlink_to_a_file_is_followed(tmp_path: Path) -> None:
+def test_listing_is_in_key_order_across_directories(tmp_path: Path) -> None:
+    """S3 lists keys in byte order: ``a.txt`` before ``a/b``, whatever order directories are walked in."""
+    day = tmp_path / "day"
+    (day / "a").mkdir(parents=True)
+    for name in ("a/b", "a.txt", "a-z", "A"):
+        (day / name).write_bytes(b"12345")
+    assert listed(tmp_path) == [("A", 5), ("a-z", 5), ("a.txt", 5), ("a/b", 5)]
+
+
+def test_a_symlink_to_a_file_is_refused_not_followed(tmp_path: Path) -> None:
+    """Root would read whatever the backup user points the link at (``/etc/shadow``): never followed."""
+    day = tmp_path / "day"
+    day.mkdir()
     (tmp_path / "real").write_bytes(b"12345")
-    (tmp_path / "link").symlink_to(tmp_path / "real")
-    sizes = {staged.relative: staged.size for staged in listStagedFiles(str(tmp_path))}
-    assert sizes == {"link": 5, "real": 5}
+    (day / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(ValueError, match=rf"{day}/link' is a symbolic link, which is never followed"):
+        listed(tmp_path)
+
+
+def test_a_day_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "day").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="must be a real directory tree"):
+        listed(tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dangling", "dirlink", "badname"])
 def test_unstorable_entries_are_refused_by_name(tmp_path: Path, kind: str) -> None:
-    target = tmp_path / "peer"
-    target.mkdir()
+    target = tmp_path / "day" / "peer"
+    target.mkdir(parents=True)
     if kind == "fifo":
         os.mkfifo(target / "pipe")
     elif kind == "dangling":
@@ -148,4 +174,4 @@ def test_unstorable_entries_are_refused_by_name(tmp_path: Path, kind: str) -> No
     else:
         os.close(os.open(os.path.join(os.fsencode(target), b"bad-\xff-name"), os.O_CREAT | os.O_WRONLY, 0o600))
     with pytest.raises(ValueError, match=str(target)):
-        listStagedFiles(str(tmp_path))
+        listed(tmp_path)

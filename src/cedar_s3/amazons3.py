@@ -2,70 +2,111 @@
 
 Change ``<module>`` in ``cback3.conf`` from ``CedarBackup3.extend.amazons3`` to ``cedar_s3.amazons3`` and the
 same ``<amazons3>`` section, key layout and ``cback.amazons3`` indicator keep working. Underneath: boto3 in
-process instead of the AWS CLI through ``su``; GnuPG through python-gnupg (or upstream's ``<encrypt>``
-command); every object checksummed end to end; the previous copy of a day never deleted before the new one
-is uploaded and verified; a manifest written last.
+process instead of the AWS CLI through ``su``; GnuPG through python-gnupg and gpg pipes (or upstream's
+``<encrypt>`` command); every object checksummed end to end; the previous copy of a day never deleted before
+the new one is uploaded and verified; a manifest (optionally signed) written last. The staged day belongs to
+the backup user and is read only through descriptors (``cedar_s3.stagedtree``).
 
-A night, in order (the upstream step names where ours does the same job)::
+A night, in order (upstream's step names where ours does the same job)::
 
-    _findCorrectDailyDir -> _applySizeLimits -> _writeToAmazonS3 [ per day:
-        mark incomplete -> _uploadStagingDir -> _verifyUpload -> _writeManifest -> _clearExistingBackup
-        -> unmark ] -> _writeStoreIndicator
+    sweep leftovers -> _findCorrectDailyDir -> list each day -> _applySizeLimits -> _writeToAmazonS3 [
+        per day: _beginDay -> _uploadStagingDir -> _verifyUpload -> _writeManifest -> _clearExistingBackup
+        -> _commitDay ] -> _writeStoreIndicator
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import pwd
+import signal
 import socket
 import sys
-import time
+import tempfile
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from CedarBackup3.util import displayBytes
 
-from cedar_s3 import __version__
-from cedar_s3.config import AmazonS3Config, LocalConfig
-from cedar_s3.crypto import CommandEncryptor, Encryptor, GnuPGEncryptor
-from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest, StoredObject, readManifest
-from cedar_s3.staging import (
-    STORE_INDICATOR,
-    StagedFile,
-    applySizeLimits,
-    findCorrectDailyDir,
-    listStagedFiles,
-    writeStoreIndicator,
+from cedar_s3.bucketformat import (
+    INCOMPLETE_MARKER,
+    MANIFEST_NAME,
+    MAX_KEY_BYTES,
+    SIGNATURE_NAME,
+    TOOL,
+    Encryption,
+    IncompleteMarker,
+    ManifestHeader,
+    ManifestWriter,
+    commonMetadata,
+    now,
 )
-from cedar_s3.workarea import WorkArea
+from cedar_s3.children import Deadlines
+from cedar_s3.config import AmazonS3Config, LocalConfig
+from cedar_s3.digest import HashingWriter
+from cedar_s3.stagedtree import StagedListing, StagedTree
+from cedar_s3.staging import STORE_INDICATOR, applySizeLimits, findCorrectDailyDir, ownerIds, writeStoreIndicator
 
-if TYPE_CHECKING:  # these import boto3, which cback3 should not pay for at start-up
-    from cedar_s3.pipeline import UploadReport
-    from cedar_s3.s3 import RemoteObject, S3Store
+if TYPE_CHECKING:  # these import boto3 or gnupg, which cback3 should not pay for at start-up
+    from cedar_s3.gpg.encrypt import GnuPGEncryptor
+    from cedar_s3.gpg.sign import ManifestSigner
+    from cedar_s3.legacy import CommandEncryptor
+    from cedar_s3.s3.store import S3Store
+    from cedar_s3.upload.records import RecordTable
+    from cedar_s3.upload.reuse import RemoteListing
 
 __all__ = ["STORE_INDICATOR", "AmazonS3Config", "LocalConfig", "executeAction"]
 
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3")
 
-MAX_KEY_BYTES = 1024
+DEFAULT_SWEEP_MINUTES = 60
+PROBE_NAME = "cback.amazons3.probe"
 
 
-@dataclass(frozen=True)
+class NightTerminatedError(Exception):
+    """cback3 got SIGTERM: the night stops, cleaning up on the way out (no indicator, nothing half-recorded)."""
+
+
+@dataclass
 class StagedDay:
-    """One staging directory chosen for tonight, with its date suffix and what it holds."""
+    """One staging directory chosen for tonight: its date suffix, its open tree, what it holds."""
 
-    path: str
-    dateSuffix: str
-    files: list[StagedFile]
+    suffix: str
+    tree: StagedTree
+    listing: StagedListing
 
     @property
-    def totalBytes(self) -> int:
-        return sum(staged.size for staged in self.files)
+    def path(self) -> str:
+        return self.tree.directory
+
+
+@dataclass
+class NightEncryption:
+    """The night's encryption: native GnuPG, upstream's command, or neither."""
+
+    gnupg: GnuPGEncryptor | None = None
+    command: CommandEncryptor | None = None
+
+    @property
+    def mode(self) -> Encryption:
+        if self.gnupg is not None:
+            return self.gnupg.mode
+        return Encryption.COMMAND if self.command is not None else Encryption.NONE
+
+
+@dataclass
+class Night:
+    """What every day of the night shares: settings, the store, encryption, signing, host."""
+
+    settings: AmazonS3Config
+    store: S3Store
+    encryption: NightEncryption
+    signer: ManifestSigner | None
+    deadlines: Deadlines
+    host: str = field(default_factory=socket.gethostname)
 
 
 def executeAction(configPath: str, options: Any, config: Any) -> None:
@@ -82,12 +123,63 @@ def executeAction(configPath: str, options: Any, config: Any) -> None:
     if config.options is None or config.stage is None:
         raise ValueError("Cedar Backup configuration is not properly filled in (<options> and <stage> are needed).")
     local = LocalConfig(xmlPath=configPath)
-    stagingDirs = _findCorrectDailyDir(options, config, local)
-    days = [StagedDay(path, dateSuffix, listStagedFiles(path)) for path, dateSuffix in stagingDirs.items()]
-    _applySizeLimits(options, config, local, days)
-    _writeToAmazonS3(config, local, days)
-    _writeStoreIndicator(config, stagingDirs)
+    settings = _settings(local)
+    with _terminationHandled():
+        _sweepLeftovers(config, settings)
+        stagingDirs = _findCorrectDailyDir(options, config, local)
+        with _stagedDays(config, settings, stagingDirs) as days:
+            _applySizeLimits(options, config, local, days)
+            _writeToAmazonS3(config, settings, days)
+        _writeStoreIndicator(config, stagingDirs)
     logger.info("Executed the amazons3 extended action successfully.")
+
+
+def _settings(local: LocalConfig) -> AmazonS3Config:
+    if local.amazons3 is None:
+        raise ValueError("AmazonS3 section is required.")
+    return local.amazons3
+
+
+@contextlib.contextmanager
+def _terminationHandled() -> Iterator[None]:
+    """SIGTERM (a shutdown, a cron timeout) becomes an exception, so every ``finally`` below runs: gpg and the
+    command are killed, temporary files and private homes removed, no indicator written. SIGKILL leaves work
+    behind; the next night's sweep removes it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise NightTerminatedError(f"Terminated by signal {signum}; the day was not stored.")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _deadlines(settings: AmazonS3Config) -> Deadlines:
+    default = Deadlines()
+    allowance = float(settings.childTimeout) if settings.childTimeout else default.allowance
+    floor = settings.childMinThroughput.bytes if settings.childMinThroughput else default.minThroughput
+    if settings.maxBandwidth:  # a capped upload is slow on purpose: gpg streaming into it must not be killed
+        floor = min(floor, settings.maxBandwidth.bytes / 2)
+    return Deadlines(allowance, floor)
+
+
+def _sweepLeftovers(config: Any, settings: AmazonS3Config) -> None:
+    """Remove what a killed night left: our work areas and private GnuPG homes (ours by name and owner, unused,
+    older than ``<sweep_after_minutes>``), each one logged."""
+    from cedar_s3.gpg.home import sweepHomes
+    from cedar_s3.workarea import sweepWorkAreas
+
+    age = 60.0 * (settings.sweepAfterMinutes or DEFAULT_SWEEP_MINUTES)
+    removed = sweepHomes(age)
+    if config.options.workingDir:
+        removed += sweepWorkAreas(config.options.workingDir, age)
+    for path in removed:
+        logger.info("Removed [%s], left behind by an earlier night that was killed.", path)
 
 
 def _findCorrectDailyDir(options: Any, config: Any, local: LocalConfig) -> dict[str, str]:
@@ -95,9 +187,26 @@ def _findCorrectDailyDir(options: Any, config: Any, local: LocalConfig) -> dict[
     return findCorrectDailyDir(options, config, local)
 
 
+@contextlib.contextmanager
+def _stagedDays(config: Any, settings: AmazonS3Config, stagingDirs: dict[str, str]) -> Iterator[list[StagedDay]]:
+    """Each chosen day opened as a tree and listed (names checked against S3's key length), closed on exit."""
+    from cedar_s3.bucketformat import S3Location
+
+    location = S3Location.parse(settings.s3Bucket or "")
+    trusted = frozenset(uid for uid in (ownerIds(config)[0],) if uid is not None)
+    with contextlib.ExitStack() as stack:
+        days = []
+        for suffix in stagingDirs.values():
+            tree = stack.enter_context(StagedTree.open(config.stage.targetDir, suffix, trusted))
+            room = MAX_KEY_BYTES - len(location.dayPrefix(suffix).encode("utf-8"))
+            days.append(StagedDay(suffix, tree, tree.list(room)))
+        yield days
+
+
 def _applySizeLimits(options: Any, config: Any, local: LocalConfig, days: list[StagedDay]) -> None:
     """Upstream's size limits, on exactly the bytes that will be stored, before any byte is sent."""
-    applySizeLimits(options, config, local, {day.path: day.dateSuffix for day in days}, sum(d.totalBytes for d in days))
+    total = sum(day.listing.totalBytes for day in days)
+    applySizeLimits(options, config, local, {day.path: day.suffix for day in days}, total)
 
 
 def _writeStoreIndicator(config: Any, stagingDirs: dict[str, str]) -> None:
@@ -105,48 +214,74 @@ def _writeStoreIndicator(config: Any, stagingDirs: dict[str, str]) -> None:
     writeStoreIndicator(config, stagingDirs)
 
 
-def _writeToAmazonS3(config: Any, local: LocalConfig, days: list[StagedDay]) -> None:
+def _writeToAmazonS3(config: Any, settings: AmazonS3Config, days: list[StagedDay]) -> None:
     """Store each day, with one S3 connection pool and one encryption set-up for the whole night."""
-    from cedar_s3.s3 import buildStore
+    from cedar_s3.s3.session import buildStore
 
-    settings = _settings(local)
-    with buildStore(settings, config.options.backupUser) as store, _encryption(config, settings) as (encryptor, area):
+    deadlines = _deadlines(settings)
+    with (
+        buildStore(settings, config.options.backupUser) as store,
+        _encryption(config, settings, deadlines) as encryption,
+        _signing(settings, deadlines) as signer,
+    ):
+        logger.info("Checksums: %s.", store.policy.reason)
         store.checkBucket(needObjectLock=settings.objectLockMode is not None)
+        night = Night(settings, store, encryption, signer, deadlines)
         for day in days:
-            _storeDay(store, settings, encryptor, area, day)
+            _storeDay(night, day)
 
 
 @contextlib.contextmanager
-def _encryption(config: Any, settings: AmazonS3Config) -> Iterator[tuple[Encryptor | None, WorkArea | None]]:
-    """The configured encryptor and its private scratch dir, proven by a self-check, torn down on every exit."""
-    if settings.encryptCommand is None and not settings.gpgEnabled:
-        logger.debug("Encryption is disabled; files will be uploaded in cleartext.")
-        yield None, None
+def _encryption(config: Any, settings: AmazonS3Config, deadlines: Deadlines) -> Iterator[NightEncryption]:
+    """The configured encryptor, proven by a self-check, torn down on every exit."""
+    if settings.encryptCommand is not None:
+        from cedar_s3.legacy import CommandEncryptor
+        from cedar_s3.workarea import WorkArea
+
+        with WorkArea(config.options.workingDir, *ownerIds(config)) as area:
+            command = CommandEncryptor(settings.encryptCommand, config.options.backupUser, area, deadlines)
+            command.selfCheck()
+            logger.debug("Encryption is enabled (<encrypt> command); self-check passed.")
+            yield NightEncryption(command=command)
         return
-    options = config.options
-    # Only the legacy command runs as the backup user and must write there; native GnuPG runs in this process,
-    # so its scratch dir stays ours and a backup user cannot swap files that root is about to read or write.
-    legacy = settings.encryptCommand is not None
-    owner = (options.backupUser, options.backupGroup) if legacy else (None, None)
-    with WorkArea(options.workingDir, *owner) as area:
-        encryptor: Encryptor
-        if settings.encryptCommand is not None:
-            encryptor = CommandEncryptor(settings.encryptCommand, options.backupUser)
-        else:
-            encryptor = GnuPGEncryptor(
-                passphraseFile=settings.gpgPassphraseFile,
-                recipients=settings.gpgRecipients,
-                gnupgHome=settings.gpgHome or _defaultGnuPGHome(options.backupUser),
-                cipher=settings.gpgCipher,
-                compression=settings.gpgCompression,
-                s2kCount=settings.gpgS2kCount,
-            )
-        try:
-            encryptor.selfCheck(area.path)
-            logger.debug("Encryption is enabled (%s); self-check passed.", encryptor.mode)
-            yield encryptor, area
-        finally:
-            encryptor.close()
+    if not settings.gpgEnabled:
+        logger.debug("Encryption is disabled; files will be uploaded in cleartext.")
+        yield NightEncryption()
+        return
+    from cedar_s3.gpg.encrypt import GnuPGEncryptor
+
+    gnupg = GnuPGEncryptor(
+        passphraseFile=settings.gpgPassphraseFile,
+        recipients=settings.gpgRecipients,
+        gnupgHome=settings.gpgHome or _defaultGnuPGHome(config.options.backupUser),
+        cipher=settings.gpgCipher,
+        compression=settings.gpgCompression,
+        s2kCount=settings.gpgS2kCount,
+        deadlines=deadlines,
+    )
+    try:
+        gnupg.selfCheck()
+        logger.debug("Encryption is enabled (%s); self-check passed.", gnupg.mode)
+        yield NightEncryption(gnupg=gnupg)
+    finally:
+        gnupg.close()
+
+
+@contextlib.contextmanager
+def _signing(settings: AmazonS3Config, deadlines: Deadlines) -> Iterator[ManifestSigner | None]:
+    """The manifest signer (``<gpg_sign_key>``), proven by signing a sample before any upload."""
+    if settings.gpgSignKey is None:
+        yield None
+        return
+    from cedar_s3.gpg.sign import ManifestSigner
+
+    home = settings.gpgSignHome or os.path.join(os.path.expanduser("~"), ".gnupg")
+    signer = ManifestSigner(settings.gpgSignKey, home, settings.gpgSignPassphraseFile, deadlines)
+    try:
+        signer.selfCheck()
+        yield signer
+    finally:
+        signer.close()
 
 
 def _defaultGnuPGHome(backupUser: str | None) -> str:
@@ -156,180 +291,193 @@ def _defaultGnuPGHome(backupUser: str | None) -> str:
     return os.environ.get("GNUPGHOME") or os.path.expanduser("~/.gnupg")
 
 
-def _settings(local: LocalConfig) -> AmazonS3Config:
-    if local.amazons3 is None:
-        raise ValueError("AmazonS3 section is required.")
-    return local.amazons3
+# -----------------------------------------------------------------------------------------------------------------
+# One day
+# -----------------------------------------------------------------------------------------------------------------
 
 
-def _storeDay(
-    store: S3Store, settings: AmazonS3Config, encryptor: Encryptor | None, area: WorkArea | None, day: StagedDay
-) -> None:
+@dataclass
+class DayState:
+    """What the steps of one day pass on to each other."""
+
+    prefix: str
+    started: str
+    common: dict[str, str]
+    existing: RemoteListing
+    records: RecordTable
+
+
+def _storeDay(night: Night, day: StagedDay) -> None:
     """One day: nothing is deleted remotely until everything new is uploaded, verified and in the manifest."""
-    dayPrefix = store.location.dayPrefix(day.dateSuffix)
-    logger.debug("Storing stage directory [%s] to [%s].", day.path, store.location.url(dayPrefix))
-    manifest = Manifest(
-        day=day.dateSuffix,
-        bucket=store.bucket,
-        prefix=dayPrefix,
-        host=socket.gethostname(),
-        tool=f"cedar-s3 {__version__}",
-        encryption=encryptor.mode if encryptor else "none",
-        started=Manifest.now(),
-    )
-    _checkKeyLengths(dayPrefix, day)
-    marker = {"host": manifest.host, "started": manifest.started, "tool": manifest.tool}
-    store.putBytes(
-        dayPrefix + INCOMPLETE_MARKER, _json(marker), contentType="application/json", metadata=_commonMetadata(manifest)
-    )
-    canTidy = _abortLeftovers(store, dayPrefix)
-    existing = {entry.key: entry for entry in store.listObjects(dayPrefix)}
-    previous = _previousManifest(store, dayPrefix)
-    try:
-        report = _uploadStagingDir(
-            store, encryptor, area, day, dayPrefix, manifest, previous, existing, _storedAs(settings)
-        )
-    except BaseException:
-        with contextlib.suppress(Exception):
-            store.abortIncompleteUploads(dayPrefix)
-        raise
-    manifest.objects = report.objects
-    if canTidy:  # a CreateMultipartUpload retried after its answer was lost leaves an upload nobody completes
-        _abortLeftovers(store, dayPrefix)
-    _verifyUpload(store, settings, dayPrefix, report.objects)
-    _writeManifest(store, dayPrefix + MANIFEST_NAME, manifest)
-    keep = {dayPrefix + record.relative for record in report.objects} | {dayPrefix + MANIFEST_NAME}
-    _clearExistingBackup(store, [key for key in existing if key not in keep and key != dayPrefix + INCOMPLETE_MARKER])
-    store.deleteKeys([dayPrefix + INCOMPLETE_MARKER])
-    rate = report.bytesSent / report.seconds if report.seconds > 0 else 0.0
+    state = _beginDay(night, day)
+    with state.records:
+        report = _uploadStagingDir(night, day, state)
+        _verifyUpload(night, day, state)
+        _writeManifest(night, day, state)
+        _clearExistingBackup(night, day, state)
+        _commitDay(night, state)
     logger.info(
         "Stored %s to %s: %d files, %s sent in %.1f s (%s/s), skipped %d already stored.",
         day.path,
-        store.location.url(dayPrefix),
-        len(report.objects),
+        night.store.location.url(state.prefix),
+        report.stored + report.skipped,
         displayBytes(report.bytesSent),
         report.seconds,
-        displayBytes(rate),
+        displayBytes(report.rate),
         report.skipped,
     )
 
 
-def _abortLeftovers(store: S3Store, dayPrefix: str) -> bool:
-    """Multipart uploads a killed run left behind cost money and are invisible; tidy them, but never fail on it.
+def _beginDay(night: Night, day: StagedDay) -> DayState:
+    """Mark the day incomplete (so a half-stored day says so), then look at what an earlier run left."""
+    from cedar_s3.upload.records import RecordTable
+    from cedar_s3.upload.reuse import RemoteListing
 
-    Returns False when the credentials may not list them (logged once), so the night does not try again.
+    store = night.store
+    prefix = store.location.dayPrefix(day.suffix)
+    logger.debug("Storing stage directory [%s] to [%s].", day.path, store.location.url(prefix))
+    common = commonMetadata(night.host, day.suffix)
+    if _needsProbe(night.settings):
+        store.probeObjectSettings(prefix + PROBE_NAME)
+    marker = IncompleteMarker.forNight(night.host)
+    store.putBytes(
+        prefix + INCOMPLETE_MARKER, marker.toJson(), contentType="application/json", kind="bookkeeping", metadata=common
+    )
+    existing = RemoteListing(entry for entry in store.listObjects(prefix))
+    return DayState(prefix, marker.started, common, existing, RecordTable(len(day.listing)))
+
+
+def _needsProbe(settings: AmazonS3Config) -> bool:
+    return bool(settings.storageClass or settings.serverSideEncryption or settings.tags)
+
+
+def _uploadStagingDir(night: Night, day: StagedDay, state: DayState) -> Any:
+    """Upload (encrypting file by file where configured), skipping objects already stored with this content.
+
+    Unfinished multipart uploads an earlier run left are resumed where they belong to the same file, and the
+    rest (and any a retried request may have orphaned tonight) are aborted once the uploads are done.
     """
+    from cedar_s3.upload.day import DayUpload
+    from cedar_s3.upload.jobs import JobContext
+    from cedar_s3.upload.reuse import ReuseIndex, storedAsFingerprint
+    from cedar_s3.upload.send import ObjectWriter
+
+    store = night.store
+    storedAs = storedAsFingerprint(night.settings)
+    writer = ObjectWriter(store, state.prefix, state.common, storedAs)
+    leftovers = store.pendingUploads(state.prefix)
+    for upload in leftovers or []:
+        writer.pending.setdefault(upload.key, []).append(upload)
+    previous = _previousRecords(night, day, state)
     try:
-        aborted = store.abortIncompleteUploads(dayPrefix)
-    except PermissionError as error:
-        logger.warning("Could not list incomplete multipart uploads (grant s3:ListBucketMultipartUploads): %s", error)
-        return False
-    if aborted:
-        logger.info("Aborted %d incomplete multipart upload(s) left under [%s].", aborted, dayPrefix)
-    return True
+        context = JobContext(
+            tree=day.tree,
+            writer=writer,
+            reuse=ReuseIndex(store, state.prefix, state.existing, previous, storedAs),
+            stop=threading.Event(),
+            gnupg=night.encryption.gnupg,
+            command=night.encryption.command,
+        )
+        report = DayUpload(context, store.concurrency).run(iter(day.listing), state.records)
+    finally:
+        if previous is not None:
+            previous.close()
+    if leftovers is not None:  # a CreateMultipartUpload retried after its answer was lost leaves one nobody ends
+        aborted = store.abortUploads(store.pendingUploads(state.prefix) or [])
+        if aborted:
+            logger.info("Aborted %d incomplete multipart upload(s) left under [%s].", aborted, state.prefix)
+    return report
 
 
-def _json(value: object) -> bytes:
-    return json.dumps(value).encode("utf-8")
+def _previousRecords(night: Night, day: StagedDay, state: DayState) -> RecordTable | None:
+    """The records of an earlier complete run of this day, in tonight's slots; unreadable means none."""
+    from cedar_s3.manifests import readManifest
+    from cedar_s3.upload.records import RecordTable
 
-
-def _previousManifest(store: S3Store, dayPrefix: str) -> dict[str, StoredObject]:
-    """The records of an earlier complete run of this day, for skipping unchanged files; unreadable means none."""
+    if state.prefix + MANIFEST_NAME not in state.existing:
+        return None
     try:
-        previous = readManifest(store, dayPrefix)
+        previous = readManifest(night.store, state.prefix)
     except ValueError as error:
         logger.warning("Ignoring the existing manifest (objects are checked by their own metadata): %s", error)
-        return {}
-    return previous.byRelative() if previous is not None else {}
+        return None
+    if previous is None:
+        return None
+    table = RecordTable(len(day.listing))
+    byName = {record.relative: record for record in previous.objects}
+    for staged in day.listing:
+        record = byName.get(staged.relative)
+        if record is not None:
+            table.put(staged.index, record)
+    return table
 
 
-def _checkKeyLengths(dayPrefix: str, day: StagedDay) -> None:
-    """S3 keys hold at most 1,024 bytes; refuse a too-long path before anything is sent, naming it."""
-    for staged in day.files:
-        length = len((dayPrefix + staged.relative).encode("utf-8"))
-        if length > MAX_KEY_BYTES:
-            raise ValueError(f"Staged file path makes an S3 key of {length} bytes (S3 allows 1024): {staged.path}")
-
-
-def _storedAs(settings: AmazonS3Config) -> str:
-    """A short fingerprint of every setting that shapes a stored object other than its content.
-
-    A re-run skips a file only if its object was stored the same way: after a change of recipients, cipher,
-    storage class, SSE, object lock or tags, the same content is sent again so the new settings take effect.
-    """
-    shape = [
-        settings.encryptCommand,
-        settings.gpgPassphraseFile is not None,
-        sorted(settings.gpgRecipients),
-        settings.gpgCipher,
-        settings.gpgCompression,
-        settings.gpgS2kCount,
-        settings.storageClass,
-        settings.serverSideEncryption,
-        settings.sseKmsKeyId,
-        settings.objectLockMode,
-        settings.objectLockDays,
-        sorted(settings.tags),
-    ]
-    return hashlib.sha256(json.dumps(shape).encode("utf-8")).hexdigest()[:16]
-
-
-def _commonMetadata(manifest: Manifest) -> dict[str, str]:
-    """The fixed metadata every object of the day carries, so any one object says where it came from."""
-    return {"cedar-version": __version__, "cedar-host": manifest.host, "cedar-day": manifest.day}
-
-
-def _uploadStagingDir(
-    store: S3Store,
-    encryptor: Encryptor | None,
-    area: WorkArea | None,
-    day: StagedDay,
-    dayPrefix: str,
-    manifest: Manifest,
-    previous: dict[str, StoredObject],
-    existing: dict[str, RemoteObject],
-    storedAs: str,
-) -> UploadReport:
-    """Upload (encrypting file by file where configured), skipping objects already stored with this content."""
-    from cedar_s3.pipeline import DayUpload
-
-    common = _commonMetadata(manifest)
-    upload = DayUpload(
-        store,
-        dayPrefix,
-        encryptor=encryptor,
-        workArea=area,
-        commonMetadata=common,
-        storedAs=storedAs,
-        previous=previous,
-        existing=existing,
-    )
-    return upload.run(day.files)
-
-
-def _verifyUpload(store: S3Store, settings: AmazonS3Config, dayPrefix: str, records: list[StoredObject]) -> None:
+def _verifyUpload(night: Night, day: StagedDay, state: DayState) -> None:
     """Every object present with the right size and checksum (upstream checked sizes only)."""
     from cedar_s3.verify import verifyObjects
 
-    started = time.monotonic()
-    count = verifyObjects(store, dayPrefix, records, download=settings.verifyDownload)
-    logger.debug("Verified %d objects under [%s] in %.1f s.", count, dayPrefix, time.monotonic() - started)
+    records = state.records.iterate(day.listing.relatives())
+    count = verifyObjects(night.store, state.prefix, records, download=night.settings.verifyDownload)
+    logger.debug("Verified %d objects under [%s].", count, state.prefix)
 
 
-def _writeManifest(store: S3Store, key: str, manifest: Manifest) -> None:
-    """Written last: a day with a manifest is complete and verified."""
-    manifest.finished = manifest.now()
-    store.putBytes(
-        key, manifest.toJson(), contentType="application/json", manifest=True, metadata=_commonMetadata(manifest)
+def _writeManifest(night: Night, day: StagedDay, state: DayState) -> None:
+    """Written last: a day with a manifest is complete and verified. Streamed through an anonymous temporary
+    file (a day of 100,000 files never has its manifest in memory), then signed where configured."""
+    store = night.store
+    header = ManifestHeader(
+        day=day.suffix,
+        bucket=store.bucket,
+        prefix=state.prefix,
+        host=night.host,
+        tool=TOOL,
+        encryption=night.encryption.mode.value,
+        started=state.started,
+        finished=now(),
     )
+    with tempfile.TemporaryFile() as spool:
+        hashed = HashingWriter(spool)
+        writer = ManifestWriter(hashed, header)
+        writer.addAll(state.records.iterate(day.listing.relatives()))
+        writer.finish()
+        spool.seek(0)
+        store.putObject(
+            state.prefix + MANIFEST_NAME,
+            spool,
+            md5=hashed.md5,
+            sha256=hashed.sha256,
+            metadata=state.common,
+            kind="manifest",
+            contentType="application/json",
+        )
+        if night.signer is not None:
+            spool.seek(0)
+            signature = night.signer.sign(spool, hashed.size)
+            store.putBytes(
+                state.prefix + SIGNATURE_NAME,
+                signature,
+                contentType="application/pgp-signature",
+                kind="manifest",
+                metadata=state.common,
+            )
 
 
-def _clearExistingBackup(store: S3Store, staleKeys: list[str]) -> None:
+def _clearExistingBackup(night: Night, day: StagedDay, state: DayState) -> None:
     """Remove what an earlier run stored that tonight's day no longer has.
 
     Upstream cleared the whole day *before* uploading, so a failed night lost the previous copy. We only get
     here once the new copy is uploaded, verified and described by its manifest.
     """
-    if staleKeys:
-        logger.info("Removing %d stale object(s) from an earlier run of this day.", len(staleKeys))
-        store.deleteKeys(staleKeys)
+    keep = {state.prefix + relative for relative in day.listing.relatives()}
+    keep |= {state.prefix + MANIFEST_NAME, state.prefix + INCOMPLETE_MARKER}
+    if night.signer is not None:
+        keep.add(state.prefix + SIGNATURE_NAME)
+    stale = [key for key in state.existing.allKeys() if key not in keep]
+    if stale:
+        logger.info("Removing %d stale object(s) from an earlier run of this day.", len(stale))
+        night.store.deleteKeys(stale)
+
+
+def _commitDay(night: Night, state: DayState) -> None:
+    """The day is complete: its incomplete marker goes, last."""
+    night.store.deleteKeys([state.prefix + INCOMPLETE_MARKER])

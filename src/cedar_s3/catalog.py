@@ -1,17 +1,16 @@
 """The days stored under a bucket/prefix: which there are, what each holds, and what state each is in.
 
-A day is the key prefix ``[prefix/]YYYY/MM/DD/``. Its state comes from the bookkeeping objects the nightly run
+A day is the key prefix ``[prefix/]YYYY/MM/DD/``. Its kind comes from the bookkeeping objects the nightly run
 writes: the manifest (written last, so a day with one is complete) and the incomplete marker (written first and
 removed last, by the nightly run and by ``prune``, so a day caught half-way says so). Days stored by upstream's
-extension have neither and are shown as such. ``verify`` leaves a small record of its last success beside the
-manifest, so ``list`` can say when a day was last proven; a nightly re-run of the day removes it with the rest
-of the stale objects.
+extension have neither: they are "upstream" days. ``verify`` leaves a small record of its last success beside
+the manifest, so ``list`` can say when a day was last proven; a nightly re-run of the day removes it with the
+rest of the stale objects.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -19,50 +18,38 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cedar_s3 import __version__
-from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest, readManifest
+from cedar_s3.bucketformat import (
+    INCOMPLETE_MARKER,
+    MANIFEST_NAME,
+    RECORD_LIMIT,
+    SIGNATURE_NAME,
+    VERIFIED_RECORD,
+    DayKind,
+    Manifest,
+    VerifiedRecord,
+    dateSuffix,
+    isBookkeeping,
+    parseDay,
+)
+from cedar_s3.manifests import readManifest
 
 if TYPE_CHECKING:
-    from cedar_s3.s3 import RemoteObject, S3Store
+    from cedar_s3.s3.store import RemoteObject, S3Store
 
-__all__ = [
-    "BOOKKEEPING",
-    "VERIFIED_RECORD",
-    "DayListing",
-    "DaySummary",
-    "findDays",
-    "listDay",
-    "listDays",
-    "parseDay",
-    "summarizeDays",
-    "writeVerified",
-]
+__all__ = ["DayListing", "DaySummary", "findDays", "listDay", "listDays", "summarizeDays", "writeVerified"]
 
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3.catalog")
 
-VERIFIED_RECORD = "cback.amazons3.verified.json"
-BOOKKEEPING = (MANIFEST_NAME, INCOMPLETE_MARKER, VERIFIED_RECORD)
-RECORD_LIMIT = 64 * 1024
 SUMMARY_WORKERS = 8
+_STATES = {
+    DayKind.COMPLETE: "complete",
+    DayKind.INCOMPLETE: "incomplete",
+    DayKind.UPSTREAM: "no manifest",
+    DayKind.BAD_MANIFEST: "bad manifest",
+}
 
-_FORMS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d")
 _YEAR = re.compile(r"^\d{4}$")
 _TWO = re.compile(r"^\d{2}$")
-
-
-def parseDay(text: str) -> datetime.date:
-    """A day as the operator types it: ``2026-05-01``, ``2026/05/01`` or ``20260501``."""
-    for form in _FORMS:
-        try:
-            return datetime.datetime.strptime(text.strip(), form).date()
-        except ValueError:
-            continue
-    raise ValueError(f"{text!r} is not a day; write it as YYYY-MM-DD (for example 2026-05-01).")
-
-
-def dateSuffix(day: datetime.date) -> str:
-    """The key layout's form of a day: ``YYYY/MM/DD``."""
-    return day.strftime("%Y/%m/%d")
 
 
 @dataclass(frozen=True)
@@ -75,6 +62,7 @@ class DayListing:
     hasManifest: bool
     hasMarker: bool
     hasVerified: bool
+    hasSignature: bool = False
 
     @property
     def bytes(self) -> int:
@@ -85,11 +73,11 @@ class DayListing:
         return {entry.key: entry for entry in self.objects}
 
     @property
-    def state(self) -> str:
-        """``complete``, ``incomplete`` (a run or prune was interrupted, or is running) or ``no manifest``."""
+    def kind(self) -> DayKind:
+        """Complete, incomplete (a run or prune was interrupted, or is running) or upstream's (no bookkeeping)."""
         if self.hasMarker:
-            return "incomplete"
-        return "complete" if self.hasManifest else "no manifest"
+            return DayKind.INCOMPLETE
+        return DayKind.COMPLETE if self.hasManifest else DayKind.UPSTREAM
 
 
 @dataclass(frozen=True)
@@ -101,14 +89,14 @@ class DaySummary:
     objects: int
     bytes: int
     encryption: str | None  # the manifest's mode; None when unknown (no readable manifest)
-    state: str
+    kind: DayKind
     verifiedAt: str | None
     verifiedBy: str | None
     problem: str | None = None  # why the manifest could not be read, where it could not
 
     @property
     def complete(self) -> bool:
-        return self.state == "complete"
+        return self.kind == DayKind.COMPLETE
 
     def toJson(self) -> dict[str, Any]:
         return {
@@ -119,7 +107,8 @@ class DaySummary:
             "encrypted": None if self.encryption is None else self.encryption != "none",
             "encryption": self.encryption,
             "complete": self.complete,
-            "state": self.state,
+            "kind": self.kind.value,
+            "state": _STATES[self.kind],  # the name list --json gave before "kind": kept for scripts
             "verifiedAt": self.verifiedAt,
             "verifiedBy": self.verifiedBy,
             "problem": self.problem,
@@ -150,7 +139,7 @@ def listDay(store: S3Store, day: datetime.date) -> DayListing:
     present: set[str] = set()
     for entry in store.listObjects(prefix):
         name = entry.key[len(prefix) :]
-        if name in BOOKKEEPING:
+        if isBookkeeping(name):
             present.add(name)
         else:
             objects.append(entry)
@@ -161,6 +150,7 @@ def listDay(store: S3Store, day: datetime.date) -> DayListing:
         hasManifest=MANIFEST_NAME in present,
         hasMarker=INCOMPLETE_MARKER in present,
         hasVerified=VERIFIED_RECORD in present,
+        hasSignature=SIGNATURE_NAME in present,
     )
 
 
@@ -173,29 +163,20 @@ def listDays(store: S3Store, days: list[datetime.date]) -> list[DayListing]:
 def _readVerified(store: S3Store, prefix: str, manifest: Manifest) -> tuple[str, str] | None:
     """``(when, how)`` from verify's record, if it is about this manifest (a re-stored day makes it stale)."""
     try:
-        record = store.getJson(prefix + VERIFIED_RECORD, limit=RECORD_LIMIT)
+        record = VerifiedRecord.parse(store.getJson(prefix + VERIFIED_RECORD, limit=RECORD_LIMIT))
     except (OSError, ValueError) as error:
         logger.debug("Ignoring the verification record under [%s]: %s", prefix, error)
         return None
-    if not isinstance(record, dict) or record.get("manifestFinished") != manifest.finished:
+    if record is None or record.manifestFinished != manifest.header.finished:
         return None
-    when, how = record.get("verifiedAt"), record.get("verifiedBy")
-    if not isinstance(when, str) or not isinstance(how, str):
-        return None
-    return when, how
+    return record.verifiedAt, record.verifiedBy
 
 
 def writeVerified(store: S3Store, prefix: str, manifest: Manifest, how: str) -> None:
     """Leave a record that ``verify`` proved this day, for ``list``; failing to write it is only a warning."""
-    record = {
-        "verifiedAt": Manifest.now(),
-        "verifiedBy": how,
-        "manifestFinished": manifest.finished,
-        "objects": len(manifest.objects),
-        "tool": f"cedar-s3 {__version__}",
-    }
+    record = VerifiedRecord.now(how, manifest.header.finished, len(manifest.objects))
     try:
-        store.putBytes(prefix + VERIFIED_RECORD, json.dumps(record).encode("utf-8"), contentType="application/json")
+        store.putBytes(prefix + VERIFIED_RECORD, record.toJson(), contentType="application/json", kind="bookkeeping")
     except OSError as error:
         logger.warning("Verified, but could not record it in the bucket (list will not show it): %s", error)
 
@@ -203,16 +184,16 @@ def writeVerified(store: S3Store, prefix: str, manifest: Manifest, how: str) -> 
 def _summarize(store: S3Store, day: datetime.date) -> DaySummary:
     listing = listDay(store, day)
     encryption = verifiedAt = verifiedBy = problem = None
-    state = listing.state
+    kind = listing.kind
     if listing.hasManifest:
         try:
             manifest = readManifest(store, listing.prefix)
         except ValueError as error:
             manifest, problem = None, str(error)
-            state = "bad manifest"
+            kind = DayKind.BAD_MANIFEST
         if manifest is not None:
-            encryption = manifest.encryption
-            verifiedAt, verifiedBy = manifest.finished or None, "upload"
+            encryption = manifest.header.encryption
+            verifiedAt, verifiedBy = manifest.header.finished or None, "upload"
             if listing.hasVerified:
                 verifiedAt, verifiedBy = _readVerified(store, listing.prefix, manifest) or (verifiedAt, verifiedBy)
     return DaySummary(
@@ -221,7 +202,7 @@ def _summarize(store: S3Store, day: datetime.date) -> DaySummary:
         objects=len(listing.objects),
         bytes=listing.bytes,
         encryption=encryption,
-        state=state,
+        kind=kind,
         verifiedAt=verifiedAt,
         verifiedBy=verifiedBy,
         problem=problem,

@@ -8,36 +8,47 @@ parsing and emitting, so a setting is described once.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import total_ordering
-from pathlib import PurePosixPath
-from typing import Any, Generic, TypeVar, overload
+from typing import Any
 from xml.parsers import expat
 
-from CedarBackup3.config import ByteQuantity, addByteQuantityNode, readByteQuantity
-from CedarBackup3.util import UNIT_BYTES
-from CedarBackup3.xmlutil import (
-    addBooleanNode,
-    addContainerNode,
-    addIntegerNode,
-    addStringNode,
-    createInputDom,
-    readBoolean,
-    readChildren,
-    readInteger,
-    readString,
-    readStringList,
-)
+from CedarBackup3.config import ByteQuantity, readByteQuantity
+from CedarBackup3.xmlutil import addContainerNode, createInputDom, readChildren
 
-__all__ = ["SECTION", "SETTINGS", "AmazonS3Config", "LocalConfig", "Setting", "checkXmlSafety"]
+from cedar_s3.configvalues import (
+    Setting,
+    absolutePath,
+    byteQuantity,
+    checkBucket,
+    checkFingerprint,
+    choice,
+    declare,
+    fingerprint,
+    flag,
+    httpUrl,
+    integer,
+    kmsKeyId,
+    stringList,
+    tagPair,
+    textValue,
+    writeOptionalBoolean,
+)
+from cedar_s3.s3.thaw import ARCHIVED_STORAGE_CLASSES
+
+__all__ = [
+    "SECTION",
+    "SETTINGS",
+    "AmazonS3Config",
+    "LocalConfig",
+    "Setting",
+    "checkBucket",
+    "checkFingerprint",
+    "checkXmlSafety",
+]
 
 SECTION = "amazons3"
 MAX_XML_DEPTH = 64
 MAX_XML_BYTES = 16 * 1024 * 1024
-MAX_BYTES = 2**60  # 1 EiB: anything larger is a typo, not a backup size
 MIB = 1024 * 1024
 
 STORAGE_CLASSES = (
@@ -50,7 +61,6 @@ STORAGE_CLASSES = (
     "DEEP_ARCHIVE",
     "REDUCED_REDUNDANCY",
 )
-ARCHIVED_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # a GET needs a restore first
 MAX_TAGS = 10  # S3's limit per object
 SSE_MODES = ("AES256", "aws:kms")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
@@ -60,261 +70,6 @@ CHECKSUM_WHEN = ("when_supported", "when_required")
 GPG_CIPHERS = ("AES256", "AES192", "AES", "TWOFISH", "CAMELLIA256", "CAMELLIA192", "CAMELLIA128")
 GPG_COMPRESSIONS = ("none", "zip", "zlib", "bzip2")
 S2K_RANGE = (1024, 65011712)  # what OpenPGP's one-octet S2K count can encode
-
-_FINGERPRINT = re.compile(r"^(?:[0-9A-F]{40}|[0-9A-F]{64})$")
-_KMS_KEY = re.compile(
-    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # key id
-    r"|mrk-[0-9a-f]{32}"  # multi-region key id
-    r"|alias/[A-Za-z0-9/_-]{1,250}"  # alias name
-    r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key/[0-9a-f-]{36}|key/mrk-[0-9a-f]{32}|alias/[A-Za-z0-9/_-]{1,250}))$"
-)
-_TAG_KEY = re.compile(r"^[\w .:/=+@-]{1,128}$")
-_TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
-
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Value validators: each takes the raw value (None means "not set") and returns the normalised value or raises
-# ValueError. ``label`` is the element name, so every message names what to fix.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _flag(default: bool) -> Callable[[str, Any], bool]:
-    def validate(_label: str, value: Any) -> bool:
-        return default if value is None else bool(value)
-
-    return validate
-
-
-def _text(label: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"<{label}> must be a string, not {type(value).__name__}.")
-    if not value.strip():
-        raise ValueError(f"<{label}> must be a non-empty string, not empty or whitespace.")
-    return value.strip()  # pretty-printed XML puts newlines around long values; they are never meaningful
-
-
-def checkBucket(label: str, text: str) -> None:
-    """Stricter than upstream's setter, so applied in ``validate()``: a URL or bad name fails at start-up."""
-    if "://" in text:
-        raise ValueError(f"<{label}> takes a bucket name with an optional prefix (bucket/prefix), not a URL: {text!r}.")
-    bucket, _, prefix = text.partition("/")
-    if not _BUCKET.match(bucket) or ".." in bucket:
-        raise ValueError(f"<{label}> does not start with a valid S3 bucket name: {bucket!r}.")
-    if any(ch.isspace() for ch in text) or "//" in prefix.strip("/"):
-        raise ValueError(f"<{label}> has an invalid prefix (whitespace or an empty path segment): {text!r}.")
-
-
-def _absolutePath(label: str, value: Any) -> str | None:
-    text = _text(label, value)
-    if text is not None and not PurePosixPath(text).is_absolute():
-        raise ValueError(f"<{label}> must be an absolute path: {text!r}.")
-    return text
-
-
-def _choice(options: Iterable[str], *, caseless: bool = False) -> Callable[[str, Any], str | None]:
-    allowed = tuple(options)
-
-    def validate(label: str, value: Any) -> str | None:
-        text = _text(label, value)
-        if text is None:
-            return None
-        if caseless:
-            match = next((option for option in allowed if option.lower() == text.lower()), None)
-            if match is not None:
-                return match
-        elif text in allowed:
-            return text
-        raise ValueError(f"<{label}> must be one of {', '.join(allowed)}; got {text!r}.")
-
-    return validate
-
-
-def _integer(low: int, high: int) -> Callable[[str, Any], int | None]:
-    def validate(label: str, value: Any) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"<{label}> must be a whole number, not {value!r}.")
-        if not low <= value <= high:
-            raise ValueError(f"<{label}> must be between {low} and {high}; got {value}.")
-        return value
-
-    return validate
-
-
-def _byteQuantity(low: int = 0) -> Callable[[str, Any], ByteQuantity | None]:
-    def validate(label: str, value: Any) -> ByteQuantity | None:
-        if value is None:
-            return None
-        quantity = value if isinstance(value, ByteQuantity) else ByteQuantity(value, UNIT_BYTES)
-        size = quantity.bytes
-        written = quantity.quantity if quantity.units == UNIT_BYTES else str(quantity)  # str(): "4.00 MB"
-        if not math.isfinite(size) or size > MAX_BYTES:
-            raise ValueError(f"<{label}> must be a finite size of at most 1 EiB; got {written!r}.")
-        if size < low:
-            raise ValueError(f"<{label}> must be at least {low} bytes; got {written!r} ({int(size)} bytes).")
-        return quantity
-
-    return validate
-
-
-def _stringList(item: Callable[[str, Any], str | None]) -> Callable[[str, Any], list[str]]:
-    def validate(label: str, value: Any) -> list[str]:
-        if value is None:
-            return []
-        if isinstance(value, str):
-            raise ValueError(f"<{label}> takes a list of strings, not a single string.")
-        items = [item(label, entry) for entry in value]
-        if len(set(items)) != len(items):
-            raise ValueError(f"<{label}> lists the same value twice.")
-        return [entry for entry in items if entry is not None]
-
-    return validate
-
-
-def _fingerprint(label: str, value: Any) -> str | None:
-    text = _text(label, value)
-    if text is None:
-        return None
-    compact = text.replace(" ", "").upper().removeprefix("0X")
-    if not _FINGERPRINT.match(compact):
-        raise ValueError(
-            f"<{label}> must be a full key fingerprint (40 or 64 hex digits), not a short id or name: {text!r}."
-        )
-    return compact
-
-
-def _kmsKeyId(label: str, value: Any) -> str | None:
-    text = _text(label, value)
-    if text is not None and not _KMS_KEY.match(text):
-        raise ValueError(f"<{label}> is not a KMS key id, key ARN, alias or alias ARN: {text!r}.")
-    return text
-
-
-def _tag(label: str, value: Any) -> str | None:
-    text = _text(label, value)
-    if text is None:
-        return None
-    key, sep, tagValue = text.partition("=")
-    if not sep or not _TAG_KEY.match(key) or not _TAG_VALUE.match(tagValue) or key.startswith("aws:"):
-        raise ValueError(f"<{label}> must look like key=value with S3-allowed characters; got {text!r}.")
-    return text
-
-
-def _url(label: str, value: Any) -> str | None:
-    text = _text(label, value)
-    if text is not None and not re.match(r"^https?://[^/\s]+(/.*)?$", text):
-        raise ValueError(f"<{label}> must be an http:// or https:// URL; got {text!r}.")
-    return text
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# XML readers and writers per kind of value
-# ---------------------------------------------------------------------------------------------------------------
-
-Reader = Callable[[Any, str], Any]
-Writer = Callable[[Any, Any, str, Any], Any]
-
-
-def _readBoolean(section: Any, name: str) -> bool | None:
-    return readBoolean(section, name)  # type: ignore[no-any-return]
-
-
-def _writeBoolean(xmlDom: Any, parent: Any, name: str, value: Any) -> None:
-    addBooleanNode(xmlDom, parent, name, value)
-
-
-def _writeOptionalBoolean(default: bool) -> Writer:
-    """New flags are written only when they differ from their default, so emitted configs stay minimal."""
-
-    def write(xmlDom: Any, parent: Any, name: str, value: Any) -> None:
-        if value != default:
-            addBooleanNode(xmlDom, parent, name, value)
-
-    return write
-
-
-def _writeString(xmlDom: Any, parent: Any, name: str, value: Any) -> None:
-    addStringNode(xmlDom, parent, name, value)
-
-
-def _writeOptionalString(xmlDom: Any, parent: Any, name: str, value: Any) -> None:
-    if value is not None:
-        addStringNode(xmlDom, parent, name, value)
-
-
-def _writeOptionalInteger(xmlDom: Any, parent: Any, name: str, value: Any) -> None:
-    if value is not None:
-        addIntegerNode(xmlDom, parent, name, value)
-
-
-def _writeBytes(xmlDom: Any, parent: Any, name: str, value: Any) -> None:
-    addByteQuantityNode(xmlDom, parent, name, value)
-
-
-def _writeOptionalBytes(xmlDom: Any, parent: Any, name: str, value: Any) -> None:
-    if value is not None:
-        addByteQuantityNode(xmlDom, parent, name, value)
-
-
-def _readList(section: Any, name: str) -> list[str] | None:
-    return readStringList(section, name)  # type: ignore[no-any-return]
-
-
-def _writeList(xmlDom: Any, parent: Any, name: str, value: Any) -> None:
-    for entry in value:
-        addStringNode(xmlDom, parent, name, entry)
-
-
-@dataclass(frozen=True)
-class Setting(Generic[T]):
-    """One element of ``<amazons3>``: its attribute name, validation, and how it reads and writes as XML."""
-
-    attribute: str
-    element: str
-    validate: Callable[[str, Any], T]
-    read: Reader
-    write: Writer
-    repeated: bool = False
-    upstream: bool = False
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        if name != self.attribute:
-            raise TypeError(f"Setting {self.attribute} bound to attribute {name}")
-
-    @overload
-    def __get__(self, instance: None, owner: type) -> Setting[T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type) -> T: ...
-    def __get__(self, instance: object | None, owner: type) -> Setting[T] | T:
-        if instance is None:
-            return self
-        return instance.__dict__[self.attribute]  # type: ignore[no-any-return]
-
-    def __set__(self, instance: object, value: Any) -> None:
-        instance.__dict__[self.attribute] = self.validate(self.element, value)
-
-
-def _setting(attribute: str, element: str, validate: Callable[[str, Any], T], kind: str, **extra: Any) -> Setting[T]:
-    readers: dict[str, tuple[Reader, Writer]] = {
-        "flag": (_readBoolean, _writeBoolean),
-        "string": (readString, _writeString),
-        "bytes": (readByteQuantity, _writeBytes),
-        "optional-string": (readString, _writeOptionalString),
-        "optional-integer": (readInteger, _writeOptionalInteger),
-        "optional-bytes": (readByteQuantity, _writeOptionalBytes),
-        "list": (_readList, _writeList),
-    }
-    read, write = readers[kind]
-    if kind == "list":
-        extra.setdefault("repeated", True)
-    return Setting(attribute, element, validate, read, extra.pop("writer", write), **extra)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # AmazonS3Config
@@ -330,52 +85,60 @@ class AmazonS3Config:
     """
 
     # upstream's five, same semantics
-    warnMidnite = _setting("warnMidnite", "warn_midnite", _flag(False), "flag", upstream=True)
-    s3Bucket = _setting("s3Bucket", "s3_bucket", _text, "string", upstream=True)
-    encryptCommand = _setting("encryptCommand", "encrypt", _text, "string", upstream=True)
-    fullBackupSizeLimit = _setting("fullBackupSizeLimit", "full_size_limit", _byteQuantity(), "bytes", upstream=True)
-    incrementalBackupSizeLimit = _setting(
-        "incrementalBackupSizeLimit", "incr_size_limit", _byteQuantity(), "bytes", upstream=True
+    warnMidnite = declare("warnMidnite", "warn_midnite", flag(False), "flag", upstream=True)
+    s3Bucket = declare("s3Bucket", "s3_bucket", textValue, "string", upstream=True)
+    encryptCommand = declare("encryptCommand", "encrypt", textValue, "string", upstream=True)
+    fullBackupSizeLimit = declare("fullBackupSizeLimit", "full_size_limit", byteQuantity(), "bytes", upstream=True)
+    incrementalBackupSizeLimit = declare(
+        "incrementalBackupSizeLimit", "incr_size_limit", byteQuantity(), "bytes", upstream=True
     )
     # native GnuPG encryption
-    gpgPassphraseFile = _setting("gpgPassphraseFile", "gpg_passphrase_file", _absolutePath, "optional-string")
-    gpgRecipients = _setting("gpgRecipients", "gpg_recipient", _stringList(_fingerprint), "list")
-    gpgHome = _setting("gpgHome", "gpg_home", _absolutePath, "optional-string")
-    gpgCipher = _setting("gpgCipher", "gpg_cipher", _choice(GPG_CIPHERS, caseless=True), "optional-string")
-    gpgCompression = _setting(
-        "gpgCompression", "gpg_compression", _choice(GPG_COMPRESSIONS, caseless=True), "optional-string"
+    gpgPassphraseFile = declare("gpgPassphraseFile", "gpg_passphrase_file", absolutePath, "optional-string")
+    gpgRecipients = declare("gpgRecipients", "gpg_recipient", stringList(fingerprint), "list")
+    gpgHome = declare("gpgHome", "gpg_home", absolutePath, "optional-string")
+    gpgCipher = declare("gpgCipher", "gpg_cipher", choice(GPG_CIPHERS, caseless=True), "optional-string")
+    gpgCompression = declare(
+        "gpgCompression", "gpg_compression", choice(GPG_COMPRESSIONS, caseless=True), "optional-string"
     )
-    gpgS2kCount = _setting("gpgS2kCount", "gpg_s2k_count", _integer(*S2K_RANGE), "optional-integer")
+    gpgS2kCount = declare("gpgS2kCount", "gpg_s2k_count", integer(*S2K_RANGE), "optional-integer")
     # where S3 is, and how to talk to it
-    endpointUrl = _setting("endpointUrl", "endpoint_url", _url, "optional-string")
-    region = _setting("region", "region", _text, "optional-string")
-    addressingStyle = _setting("addressingStyle", "addressing_style", _choice(ADDRESSING_STYLES), "optional-string")
-    profile = _setting("profile", "profile", _text, "optional-string")
-    verifyTls = _setting("verifyTls", "verify_tls", _flag(True), "flag", writer=_writeOptionalBoolean(True))
-    caBundle = _setting("caBundle", "ca_bundle", _absolutePath, "optional-string")
-    retryMode = _setting("retryMode", "retry_mode", _choice(RETRY_MODES), "optional-string")
-    maxAttempts = _setting("maxAttempts", "max_attempts", _integer(1, 20), "optional-integer")
-    checksumCalculation = _setting(
-        "checksumCalculation", "checksum_calculation", _choice(CHECKSUM_WHEN), "optional-string"
+    endpointUrl = declare("endpointUrl", "endpoint_url", httpUrl, "optional-string")
+    region = declare("region", "region", textValue, "optional-string")
+    addressingStyle = declare("addressingStyle", "addressing_style", choice(ADDRESSING_STYLES), "optional-string")
+    profile = declare("profile", "profile", textValue, "optional-string")
+    verifyTls = declare("verifyTls", "verify_tls", flag(True), "flag", writer=writeOptionalBoolean(True))
+    caBundle = declare("caBundle", "ca_bundle", absolutePath, "optional-string")
+    retryMode = declare("retryMode", "retry_mode", choice(RETRY_MODES), "optional-string")
+    maxAttempts = declare("maxAttempts", "max_attempts", integer(1, 20), "optional-integer")
+    checksumCalculation = declare(
+        "checksumCalculation", "checksum_calculation", choice(CHECKSUM_WHEN), "optional-string"
     )
-    checksumValidation = _setting(
-        "checksumValidation", "checksum_validation", _choice(CHECKSUM_WHEN), "optional-string"
-    )
+    checksumValidation = declare("checksumValidation", "checksum_validation", choice(CHECKSUM_WHEN), "optional-string")
     # what each stored object gets
-    storageClass = _setting("storageClass", "storage_class", _choice(STORAGE_CLASSES), "optional-string")
-    serverSideEncryption = _setting("serverSideEncryption", "sse", _choice(SSE_MODES), "optional-string")
-    sseKmsKeyId = _setting("sseKmsKeyId", "sse_kms_key_id", _kmsKeyId, "optional-string")
-    objectLockMode = _setting("objectLockMode", "object_lock_mode", _choice(LOCK_MODES), "optional-string")
-    objectLockDays = _setting("objectLockDays", "object_lock_days", _integer(1, 36500), "optional-integer")
-    tags = _setting("tags", "tag", _stringList(_tag), "list")
+    storageClass = declare("storageClass", "storage_class", choice(STORAGE_CLASSES), "optional-string")
+    serverSideEncryption = declare("serverSideEncryption", "sse", choice(SSE_MODES), "optional-string")
+    sseKmsKeyId = declare("sseKmsKeyId", "sse_kms_key_id", kmsKeyId, "optional-string")
+    objectLockMode = declare("objectLockMode", "object_lock_mode", choice(LOCK_MODES), "optional-string")
+    objectLockDays = declare("objectLockDays", "object_lock_days", integer(1, 36500), "optional-integer")
+    tags = declare("tags", "tag", stringList(tagPair), "list")
     # transfer tuning
-    maxConcurrency = _setting("maxConcurrency", "max_concurrency", _integer(1, 64), "optional-integer")
-    multipartThreshold = _setting("multipartThreshold", "multipart_threshold", _byteQuantity(5 * MIB), "optional-bytes")
-    multipartChunkSize = _setting("multipartChunkSize", "multipart_chunksize", _byteQuantity(5 * MIB), "optional-bytes")
-    maxBandwidth = _setting("maxBandwidth", "max_bandwidth", _byteQuantity(1), "optional-bytes")
-    verifyDownload = _setting(
-        "verifyDownload", "verify_download", _flag(False), "flag", writer=_writeOptionalBoolean(False)
+    maxConcurrency = declare("maxConcurrency", "max_concurrency", integer(1, 64), "optional-integer")
+    multipartThreshold = declare("multipartThreshold", "multipart_threshold", byteQuantity(5 * MIB), "optional-bytes")
+    multipartChunkSize = declare("multipartChunkSize", "multipart_chunksize", byteQuantity(5 * MIB), "optional-bytes")
+    maxBandwidth = declare("maxBandwidth", "max_bandwidth", byteQuantity(1), "optional-bytes")
+    verifyDownload = declare(
+        "verifyDownload", "verify_download", flag(False), "flag", writer=writeOptionalBoolean(False)
     )
+    # manifest signing
+    gpgSignKey = declare("gpgSignKey", "gpg_sign_key", fingerprint, "optional-string")
+    gpgSignHome = declare("gpgSignHome", "gpg_sign_home", absolutePath, "optional-string")
+    gpgSignPassphraseFile = declare(
+        "gpgSignPassphraseFile", "gpg_sign_passphrase_file", absolutePath, "optional-string"
+    )
+    # child processes and leftovers
+    childTimeout = declare("childTimeout", "child_timeout", integer(10, 7 * 86400), "optional-integer")
+    childMinThroughput = declare("childMinThroughput", "child_min_throughput", byteQuantity(1024), "optional-bytes")
+    sweepAfterMinutes = declare("sweepAfterMinutes", "sweep_after_minutes", integer(1, 525600), "optional-integer")
 
     def __init__(
         self,
@@ -492,6 +255,10 @@ class AmazonS3Config:
         repeated = sorted({key for key in tagKeys if tagKeys.count(key) > 1})
         if repeated:
             raise ValueError(f"<tag> sets the key {repeated[0]!r} more than once; S3 allows each tag key once.")
+        signing = {"gpg_sign_home": self.gpgSignHome, "gpg_sign_passphrase_file": self.gpgSignPassphraseFile}
+        straySigning = [name for name, value in signing.items() if value is not None]
+        if straySigning and self.gpgSignKey is None:
+            raise ValueError(f"<{straySigning[0]}> needs <gpg_sign_key>.")
         if self.caBundle is not None and not self.verifyTls:
             raise ValueError("<ca_bundle> makes no sense with <verify_tls>N</verify_tls>.")
         threshold, chunk = self.multipartThreshold, self.multipartChunkSize

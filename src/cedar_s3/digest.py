@@ -1,9 +1,10 @@
-"""Streaming digests of what we store, in every form S3 can later prove back to us.
+"""Digests of what we store, in every form S3 can later prove back to us, computed as the bytes go by.
 
 S3 reports an object's integrity in one of three ways depending on how it was written and what the endpoint
 supports: a flexible SHA-256 checksum (whole object, or composite over parts for multipart uploads), an ETag
-that is the MD5 of a single-part object, or an ETag that is the MD5 over part MD5s. We compute, in one read
-pass, exactly the forms the upload will be checked against, so verification never has to download anything.
+that is the MD5 of a single-part object, or an ETag that is the MD5 over part MD5s. ``ObjectHasher`` computes,
+in one pass, exactly the forms the upload will be checked against, so verification never has to download.
+Readers here read the night's descriptors (never paths) and hash what passes through them.
 """
 
 from __future__ import annotations
@@ -11,27 +12,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
+
+__all__ = [
+    "READ_CHUNK",
+    "BytesReader",
+    "Digest",
+    "HashingReader",
+    "HashingWriter",
+    "ObjectHasher",
+    "digestBytes",
+    "digestDescriptor",
+    "hexToBase64",
+]
 
 READ_CHUNK = 1024 * 1024
 SMALL_BUFFER = 64 * 1024  # the smallest read buffer: a file that grows while read costs a few more reads
-
-
-@dataclass(frozen=True)
-class StreamDigest:
-    """What one pass over a byte stream proved about it."""
-
-    size: int
-    sha256: str  # hex, of the whole stream
-    partSize: int | None  # None: stored with one PUT
-    md5Etag: str | None  # the ETag S3 gives this stream (single-part MD5 or multipart MD5-of-MD5s-N)
-    compositeSha256: str | None  # base64 SHA-256 over part SHA-256s, as S3 reports multipart SHA256 checksums
-
-    @property
-    def sha256Base64(self) -> str:
-        """The whole-stream SHA-256 in the base64 form S3's ``ChecksumSHA256`` uses."""
-        return hexToBase64(self.sha256)
 
 
 def hexToBase64(hexDigest: str) -> str:
@@ -39,117 +36,170 @@ def hexToBase64(hexDigest: str) -> str:
     return base64.b64encode(bytes.fromhex(hexDigest)).decode("ascii")
 
 
-class _PartHasher:
-    """Hashes a stream part by part, the way S3 composes multipart checksums and ETags."""
+@dataclass(frozen=True)
+class Digest:
+    """What one pass over a byte stream proved about it, in the forms S3 reports."""
 
-    def __init__(self, partSize: int, md5: bool, sha256: bool) -> None:
+    size: int
+    sha256: bytes  # of the whole stream
+    md5: bytes | None  # of the whole stream, for a single PUT
+    partSize: int | None  # None: stored with one PUT
+    partMd5s: tuple[bytes, ...] = ()
+    compositeSha256: bytes | None = None  # SHA-256 over part SHA-256s (S3's multipart checksum)
+    partSha256s: tuple[bytes, ...] = field(default=(), repr=False)
+
+    @property
+    def sha256Hex(self) -> str:
+        return self.sha256.hex()
+
+    @property
+    def md5Etag(self) -> str | None:
+        """The ETag S3 gives these bytes: the MD5, or for parts the MD5 over part MD5s with ``-N``."""
+        if self.partSize is None:
+            return self.md5.hex() if self.md5 is not None else None
+        if not self.partMd5s:
+            return None
+        return f"{hashlib.md5(b''.join(self.partMd5s), usedforsecurity=False).hexdigest()}-{len(self.partMd5s)}"
+
+    @property
+    def compositeBase64(self) -> str | None:
+        return base64.b64encode(self.compositeSha256).decode("ascii") if self.compositeSha256 is not None else None
+
+
+class ObjectHasher:
+    """Hashes a stream as it will be stored: whole SHA-256, and per part (``partSize``) or whole MD5."""
+
+    def __init__(self, partSize: int | None, *, composite: bool = False) -> None:
         self.partSize = partSize
-        self.filled = 0
-        self.md5: Any = hashlib.md5(usedforsecurity=False) if md5 else None
-        self.sha: Any = hashlib.sha256() if sha256 else None
-        self.md5s: list[bytes] = []
-        self.shas: list[bytes] = []
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._md5: Any = hashlib.md5(usedforsecurity=False)
+        self._partSha: Any = hashlib.sha256() if composite else None
+        self._filled = 0
+        self.partMd5s: list[bytes] = []
+        self.partSha256s: list[bytes] = []
 
-    def update(self, data: memoryview) -> None:
-        while data:
-            take = min(len(data), self.partSize - self.filled)
-            piece = data[:take]
-            if self.md5 is not None:
-                self.md5.update(piece)
-            if self.sha is not None:
-                self.sha.update(piece)
-            self.filled += take
-            data = data[take:]
-            if self.filled == self.partSize:
+    def update(self, data: bytes | memoryview) -> None:
+        self.size += len(data)
+        self._sha.update(data)
+        if self.partSize is None:
+            self._md5.update(data)
+            return
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self.partSize - self._filled)
+            self._md5.update(view[:take])
+            if self._partSha is not None:
+                self._partSha.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.partSize:
                 self._closePart()
 
     def _closePart(self) -> None:
-        if self.md5 is not None:
-            self.md5s.append(self.md5.digest())
-            self.md5 = hashlib.md5(usedforsecurity=False)
-        if self.sha is not None:
-            self.shas.append(self.sha.digest())
-            self.sha = hashlib.sha256()
-        self.filled = 0
+        self.partMd5s.append(self._md5.digest())
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        if self._partSha is not None:
+            self.partSha256s.append(self._partSha.digest())
+            self._partSha = hashlib.sha256()
+        self._filled = 0
 
-    def finish(self) -> tuple[str | None, str | None]:
-        if self.filled or not (self.md5s or self.shas):
+    def finish(self) -> Digest:
+        if self.partSize is None:
+            return Digest(self.size, self._sha.digest(), self._md5.digest(), None)
+        if self._filled or not self.partMd5s:
             self._closePart()
-        etag = None
-        if self.md5s:
-            etag = f"{hashlib.md5(b''.join(self.md5s), usedforsecurity=False).hexdigest()}-{len(self.md5s)}"
-        composite = None
-        if self.shas:
-            composite = base64.b64encode(hashlib.sha256(b"".join(self.shas)).digest()).decode("ascii")
-        return etag, composite
+        composite = hashlib.sha256(b"".join(self.partSha256s)).digest() if self._partSha is not None else None
+        return Digest(
+            self.size,
+            self._sha.digest(),
+            None,
+            self.partSize,
+            tuple(self.partMd5s),
+            composite,
+            tuple(self.partSha256s),
+        )
 
 
-def digestStream(
-    stream: IO[bytes], partSize: int | None, *, wantMd5: bool, wantComposite: bool, bufferSize: int = READ_CHUNK
-) -> StreamDigest:
-    """Read ``stream`` to its end once and return its digests.
+def digestBytes(data: bytes) -> Digest:
+    """The digest of bytes already in memory (a small file, sent as one PUT)."""
+    return Digest(len(data), hashlib.sha256(data).digest(), hashlib.md5(data, usedforsecurity=False).digest(), None)
 
-    ``partSize`` is the multipart part size the upload will use (None for a single PUT). ``wantMd5`` asks for
-    the ETag form (for endpoints without flexible checksums, and for cheap listing-based verification);
-    ``wantComposite`` asks for the multipart SHA-256 checksum form.
+
+def digestDescriptor(descriptor: int, partSize: int | None, *, composite: bool = False) -> Digest:
+    """Hash an open file from its start (``pread``: the descriptor's offset is left alone), as it will be stored.
+
+    The read buffer is no bigger than the file needs: a fresh 1 MiB buffer per small file cost more system time
+    than reading them (measured: 2,000 files of 1-16 KiB).
     """
-    whole = hashlib.sha256()
-    single = hashlib.md5(usedforsecurity=False) if wantMd5 and partSize is None else None
-    parts = _PartHasher(partSize, wantMd5, wantComposite) if partSize is not None else None
-    size = 0
-    buffer = bytearray(bufferSize)
+    hasher = ObjectHasher(partSize, composite=composite)
+    size = os.fstat(descriptor).st_size
+    buffer = bytearray(min(READ_CHUNK, max(size, SMALL_BUFFER)))
     view = memoryview(buffer)
+    offset = 0
     while True:
-        count = stream.readinto(view)  # type: ignore[attr-defined]
+        count = os.preadv(descriptor, [view], offset)
         if not count:
             break
-        chunk = view[:count]
-        size += count
-        whole.update(chunk)
-        if single is not None:
-            single.update(chunk)
-        if parts is not None:
-            parts.update(chunk)
-    etag, composite = parts.finish() if parts is not None else (None, None)
-    if single is not None:
-        etag = single.hexdigest()
-    return StreamDigest(size, whole.hexdigest(), partSize, etag, composite)
-
-
-def digestBytes(data: bytes, *, wantMd5: bool) -> StreamDigest:
-    """What ``digestStream`` proves, for bytes already in memory (a small file sent as one PUT)."""
-    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if wantMd5 else None
-    return StreamDigest(len(data), hashlib.sha256(data).hexdigest(), None, md5, None)
-
-
-def digestFile(path: str, partSize: int | None, *, wantMd5: bool, wantComposite: bool) -> StreamDigest:
-    """``digestStream`` over a file on disk, with a read buffer no bigger than the file needs.
-
-    A fresh 1 MiB buffer is zeroed and page-faulted in for every file: for a night of small files that cost
-    more system time than reading them (measured: 2,000 files of 1-16 KiB).
-    """
-    with open(path, "rb", buffering=0) as handle:
-        bufferSize = min(READ_CHUNK, max(os.fstat(handle.fileno()).st_size, SMALL_BUFFER))
-        return digestStream(handle, partSize, wantMd5=wantMd5, wantComposite=wantComposite, bufferSize=bufferSize)
+        hasher.update(view[:count])
+        offset += count
+    return hasher.finish()
 
 
 class HashingReader:
-    """A read-only file wrapper that hashes and counts what passes through it (plaintext fed to gpg)."""
+    """Reads an open file from its start and hashes (SHA-256) and counts what passes (plaintext fed to gpg)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
+    def __init__(self, descriptor: int) -> None:
+        self._descriptor = descriptor
+        self._offset = 0
         self._sha = hashlib.sha256()
-        self.size = 0
+
+    @property
+    def size(self) -> int:
+        return self._offset
 
     def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
+        data = os.pread(self._descriptor, READ_CHUNK if size < 0 else size, self._offset)
+        self._offset += len(data)
         self._sha.update(data)
-        self.size += len(data)
         return data
 
     @property
     def sha256(self) -> str:
         return self._sha.hexdigest()
 
-    def close(self) -> None:
-        self._raw.close()
+
+class HashingWriter:
+    """A write-only wrapper that hashes (MD5 and SHA-256) and counts what passes (a manifest being spooled)."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self._sink = sink
+        self._md5: Any = hashlib.md5(usedforsecurity=False)
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._md5.update(data)
+        self._sha.update(data)
+        self.size += len(data)
+        return self._sink.write(data)
+
+    @property
+    def md5(self) -> bytes:
+        return bytes(self._md5.digest())
+
+    @property
+    def sha256(self) -> bytes:
+        return self._sha.digest()
+
+
+class BytesReader:
+    """A reader over bytes already in memory (self-check samples, manifests, signatures)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._data if size < 0 else self._data[:size]
+        self._data = self._data[len(chunk) :]
+        return bytes(chunk)

@@ -14,20 +14,18 @@ really freed.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cedar_s3 import __version__
+from cedar_s3.bucketformat import INCOMPLETE_MARKER, MANIFEST_NAME, SIGNATURE_NAME, DayKind, IncompleteMarker
 from cedar_s3.catalog import DayListing
-from cedar_s3.manifest import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest
-from cedar_s3.s3errors import S3Error
+from cedar_s3.s3.errors import S3Error
 
 if TYPE_CHECKING:
-    from cedar_s3.s3 import RemoteVersion, S3Store
+    from cedar_s3.s3.store import RemoteVersion, S3Store
 
 __all__ = ["DayPlan", "Policy", "planPrune", "pruneDay"]
 
@@ -46,7 +44,7 @@ class Policy:
         keep: set[datetime.date] = set()
         if days:
             keep.add(days[0].day)
-        complete = [listing.day for listing in days if listing.state == "complete"]
+        complete = [listing.day for listing in days if listing.kind == DayKind.COMPLETE]
         keep |= set(complete[:1])
         if self.keepLast is not None:
             keep |= {listing.day for listing in days[: self.keepLast]}
@@ -103,7 +101,7 @@ def _lockEnabled(store: S3Store) -> bool:
 
 def _lockReason(store: S3Store, versions: list[RemoteVersion], jobs: int) -> str | None:
     """Why S3 would refuse to delete some of these versions, or None when none is locked."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     stored = [version for version in versions if not version.deleteMarker]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         locks = list(pool.map(lambda version: store.versionLock(version.key, version.versionId), stored))
@@ -121,23 +119,19 @@ def pruneDay(store: S3Store, plan: DayPlan) -> PruneResult:
     """Delete one day: mark it incomplete, delete its data, then its manifest, then the marker."""
     result = PruneResult(plan)
     prefix = plan.listing.prefix
-    marker = {
-        "pruning": True,
-        "host": socket.gethostname(),
-        "started": Manifest.now(),
-        "tool": f"cedar-s3 {__version__}",
-    }
+    marker = IncompleteMarker.forPrune(socket.gethostname())
     try:
-        store.putBytes(prefix + INCOMPLETE_MARKER, json.dumps(marker).encode("utf-8"), contentType="application/json")
+        store.putBytes(prefix + INCOMPLETE_MARKER, marker.toJson(), contentType="application/json", kind="bookkeeping")
     except OSError as error:
         result.problems.append(f"could not mark the day as being pruned, so nothing was deleted: {error}")
         return result
     try:
         entries = _entries(store, prefix, versioned=plan.versions is not None)
-        bookkeeping = (prefix + MANIFEST_NAME, prefix + INCOMPLETE_MARKER)
+        manifest = (prefix + MANIFEST_NAME, prefix + SIGNATURE_NAME)
+        bookkeeping = (*manifest, prefix + INCOMPLETE_MARKER)
         phases = (
             ("data", [entry for entry in entries if entry[0] not in bookkeeping]),
-            ("manifest", [entry for entry in entries if entry[0] == prefix + MANIFEST_NAME]),
+            ("manifest", [entry for entry in entries if entry[0] in manifest]),
             ("incomplete marker", [entry for entry in entries if entry[0] == prefix + INCOMPLETE_MARKER]),
         )
         for name, batch in phases:

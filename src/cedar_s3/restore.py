@@ -17,13 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
-from cedar_s3.manifest import Manifest, StoredObject
-from cedar_s3.plaintext import DecryptKeys, ObjectReader, eachObject
+from cedar_s3.bucketformat import StoredObject
+from cedar_s3.gpg.decrypt import DecryptKeys
 from cedar_s3.progress import Progress
+from cedar_s3.readback import ObjectReader, eachObject
 from cedar_s3.safedir import RestoreRefusedError, SafeDir
 
 if TYPE_CHECKING:
-    from cedar_s3.s3 import S3Store
+    from cedar_s3.s3.store import S3Store
 
 __all__ = ["RestoreReport", "checkRestorable", "restoreDay", "selectRecords"]
 
@@ -41,12 +42,12 @@ class RestoreReport:
     bytes: int = 0
 
 
-def selectRecords(manifest: Manifest, patterns: Iterable[str]) -> list[StoredObject]:
-    """The manifest's records whose relative path matches any pattern (fnmatch; all records when none given)."""
+def selectRecords(records: list[StoredObject], patterns: Iterable[str]) -> list[StoredObject]:
+    """The records whose relative path matches any pattern (fnmatch; all records when none given)."""
     patterns = list(patterns)
     if not patterns:
-        return list(manifest.objects)
-    return [record for record in manifest.objects if any(fnmatch.fnmatchcase(record.relative, p) for p in patterns)]
+        return list(records)
+    return [record for record in records if any(fnmatch.fnmatchcase(record.relative, p) for p in patterns)]
 
 
 def checkRestorable(

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from cedar_s3.manifest import checkRelativeKey
+from cedar_s3.bucketformat import checkRelativeKey
 
 __all__ = ["RestoreRefusedError", "SafeDir"]
 

@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from cedar_s3.bucketformat import StoredObject
 from cedar_s3.digest import READ_CHUNK, hexToBase64
-from cedar_s3.manifest import StoredObject
-from cedar_s3.s3 import RemoteHead, RemoteObject, S3Store, restoreStatus
-from cedar_s3.s3errors import S3Error, S3IntegrityError, translated
+from cedar_s3.s3.errors import S3Error, S3IntegrityError
+from cedar_s3.s3.store import RemoteHead, RemoteObject, S3Store
+from cedar_s3.upload.reuse import RemoteListing
 
 __all__ = ["VerificationError", "verifyObjects"]
 
@@ -68,7 +69,7 @@ def _byHead(store: S3Store, check: _Check, download: bool) -> str | None:
             # The checksum matches but an MD5 ETag says the bytes differ: the endpoint kept the checksum we sent
             # without checking it against the bytes (moto does; so may other S3-compatible stores). Only the
             # bytes can settle it.
-            thaw = restoreStatus(head, store.bucket)
+            thaw = store.thawStatus(check.key)
             if thaw.needed:
                 return f"{check.key}: its ETag contradicts its checksum and it is archived: {thaw.message}"
             logger.warning("%s: its ETag contradicts its checksum; downloading it to decide.", check.key)
@@ -91,16 +92,13 @@ def _etagContradicts(head: RemoteHead, record: StoredObject) -> bool:
 def _byDownload(store: S3Store, key: str, record: StoredObject) -> str | None:
     digest = hashlib.sha256()
     size = 0
-    stream = store.openStream(key)
     try:
-        with translated(f"downloading {store.location.url(key)}"):
+        with store.openStream(key) as stream:
             while chunk := stream.read(READ_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
     except S3IntegrityError:  # botocore checked the bytes against the checksum S3 keeps, and they differ
         return f"{key}: downloaded bytes differ from what was uploaded (they fail the object's own checksum)"
-    finally:
-        stream.close()
     if size != record.size or digest.hexdigest() != record.storedSha256:
         return f"{key}: downloaded bytes differ from what was uploaded (SHA-256 mismatch)"
     return None
@@ -112,16 +110,25 @@ def verifyObjects(
     records: Iterable[StoredObject],
     *,
     download: bool = False,
-    listing: dict[str, RemoteObject] | None = None,
+    listing: RemoteListing | None = None,
 ) -> int:
-    """Check every record against S3; raise ``VerificationError`` naming each bad object. Returns the count."""
+    """Check every record against S3; raise ``VerificationError`` naming each bad object. Returns the count.
+
+    ``records`` may be a stream (a night's records are read back one at a time); only the objects a listing
+    cannot prove are held, for a HEAD or a download.
+    """
     if listing is None:
-        listing = {entry.key: entry for entry in store.listObjects(dayPrefix)}
-    keyed = [(record, dayPrefix + record.relative) for record in records]
-    checks = [_Check(record, key, listing.get(key)) for record, key in keyed]
+        listing = RemoteListing(store.listObjects(dayPrefix))
     problems: list[str] = []
     needHead: list[_Check] = []
-    for check in checks:
+    present: list[_Check] = []
+    count = 0
+    for record in records:
+        count += 1
+        key = dayPrefix + record.relative
+        check = _Check(record, key, listing.get(key))
+        if download and check.remote is not None:
+            present.append(check)
         if check.remote is None:
             problems.append(f"{check.key}: missing")
         elif check.remote.size != check.record.size:
@@ -135,7 +142,6 @@ def verifyObjects(
                 if problem is not None:
                     (unprovable if problem.endswith(UNPROVABLE) else problems).append(problem)
     if download:
-        present = [check for check in checks if check.remote is not None]
         logger.debug("Downloading %d objects from %s to hash them.", len(present), dayPrefix)
         with ThreadPoolExecutor(max_workers=store.concurrency) as pool:
             results = pool.map(lambda check: _byDownload(store, check.key, check.record), present)
@@ -144,4 +150,4 @@ def verifyObjects(
         problems += unprovable
     if problems:
         raise VerificationError(problems, store.location.url(dayPrefix))
-    return len(checks)
+    return count

@@ -9,12 +9,25 @@ signatures.
 from __future__ import annotations
 
 import contextlib
+import http.client
 from collections.abc import Iterator
 
+import urllib3.exceptions
 from botocore import exceptions
 from botocore.parsers import ResponseParserError
 
-__all__ = ["S3Error", "S3IntegrityError", "translated"]
+__all__ = [
+    "STREAM_ERRORS",
+    "S3AccessError",
+    "S3ConnectionError",
+    "S3Error",
+    "S3IntegrityError",
+    "S3NotFoundError",
+    "S3UnsupportedError",
+    "errorCode",
+    "translate",
+    "translated",
+]
 
 # The IAM action each S3 API call needs, so "access denied" can name the missing permission.
 REQUIRED_PERMISSION = {
@@ -56,6 +69,40 @@ class S3IntegrityError(S3Error):
     """Bytes failed a checksum: S3 refused an upload as damaged, or data read back does not match its checksum."""
 
 
+class S3UnsupportedError(S3Error):
+    """The endpoint does not implement a request (HTTP 501 NotImplemented, or 405 for an unknown method)."""
+
+    def __init__(self, message: str, *, operation: str, code: str) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.code = code
+
+
+def errorCode(error: BaseException) -> str | None:
+    """S3's error code behind one of our errors (``NoSuchKey``, ``ObjectLockConfigurationNotFoundError`` ...)."""
+    cause = error.__cause__ if not isinstance(error, exceptions.ClientError) else error
+    if isinstance(cause, exceptions.ClientError):
+        return str(cause.response.get("Error", {}).get("Code") or "") or None
+    return None
+
+
+# A body that broke off mid-stream: botocore raises these while reading, not while calling (names vary by version).
+_BOTOCORE_STREAM_ERRORS = (
+    getattr(exceptions, "IncompleteReadError", None),
+    getattr(exceptions, "ResponseStreamingError", None),
+    exceptions.ConnectionClosedError,
+    exceptions.ReadTimeoutError,
+    getattr(exceptions, "HTTPClientError", None),
+)
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    *(kind for kind in _BOTOCORE_STREAM_ERRORS if kind is not None),
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+
+
 def _clientError(error: exceptions.ClientError, what: str) -> OSError:
     info = error.response.get("Error", {})
     code = str(info.get("Code", "Unknown"))
@@ -88,6 +135,12 @@ def _clientError(error: exceptions.ClientError, what: str) -> OSError:
             f"{what}: the object is archived ({message}). Restore it first (aws s3api restore-object) and retry "
             "once it is readable."
         )
+    if code in ("NotImplemented", "MethodNotAllowed") or status == 501:
+        return S3UnsupportedError(
+            f"{what}: the endpoint does not implement {operation} ({code}, HTTP {status}).",
+            operation=operation,
+            code=code,
+        )
     if code == "InvalidStorageClass":
         return S3Error(f"{what}: the endpoint does not support the configured <storage_class> ({message}).")
     if code.startswith("KMS.") or "KMS" in code:
@@ -96,7 +149,9 @@ def _clientError(error: exceptions.ClientError, what: str) -> OSError:
 
 
 def translate(error: Exception, what: str) -> Exception:
-    """Map one botocore/s3transfer exception to ours; anything unknown passes through unchanged."""
+    """Map one botocore/s3transfer exception to ours; anything unknown (or already ours) passes through unchanged."""
+    if isinstance(error, S3Error):
+        return error
     if isinstance(error, exceptions.ClientError):
         return _clientError(error, what)
     if isinstance(error, exceptions.NoCredentialsError):
@@ -119,8 +174,14 @@ def translate(error: Exception, what: str) -> Exception:
         return S3ConnectionError(f"{what}: HTTP failure talking to S3 ({error}).")
     if isinstance(error, ResponseParserError):
         return S3Error(f"{what}: S3's answer was garbled and could not be parsed; nothing is assumed stored.")
-    if isinstance(error, exceptions.FlexibleChecksumError):
+    checksumError = getattr(exceptions, "FlexibleChecksumError", None)
+    if checksumError is not None and isinstance(error, checksumError):
         return S3IntegrityError(f"{what}: the data read back failed its checksum ({error}).")
+    incomplete = getattr(exceptions, "IncompleteReadError", None)
+    if incomplete is not None and isinstance(error, incomplete):
+        return S3ConnectionError(f"{what}: the transfer broke off before its end ({error}).")
+    if isinstance(error, STREAM_ERRORS):
+        return S3ConnectionError(f"{what}: the transfer broke off ({type(error).__name__}: {error}).")
     if isinstance(error, exceptions.BotoCoreError):
         return S3Error(f"{what}: {error}")
     return error

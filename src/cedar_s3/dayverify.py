@@ -13,18 +13,21 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cedar_s3.bucketformat import Manifest, StoredObject
 from cedar_s3.catalog import DayListing, writeVerified
-from cedar_s3.manifest import Manifest, StoredObject, readManifest
-from cedar_s3.plaintext import DecryptKeys, ObjectReader, eachObject
+from cedar_s3.gpg.decrypt import DecryptKeys
+from cedar_s3.manifests import SignaturePolicy, readManifest
 from cedar_s3.progress import makeProgress
+from cedar_s3.readback import ObjectReader, eachObject
+from cedar_s3.upload.reuse import RemoteListing
 from cedar_s3.verify import VerificationError, verifyObjects
 
 if TYPE_CHECKING:
-    from cedar_s3.s3 import S3Store
+    from cedar_s3.s3.store import S3Store
 
 __all__ = ["DayCheck", "checkDay"]
 
-logger = logging.getLogger("CedarBackup3.log.extend.amazons3.checkday")
+logger = logging.getLogger("CedarBackup3.log.extend.amazons3.dayverify")
 
 
 @dataclass
@@ -41,7 +44,14 @@ class DayCheck:
 
 
 def checkDay(
-    store: S3Store, listing: DayListing, *, download: bool, keys: DecryptKeys, jobs: int, progressStyle: str
+    store: S3Store,
+    listing: DayListing,
+    *,
+    download: bool,
+    keys: DecryptKeys,
+    jobs: int,
+    progressStyle: str,
+    signatures: SignaturePolicy | None = None,
 ) -> DayCheck:
     """Check every object of the day; the result lists each problem (this raises only for S3 or usage errors)."""
     check = DayCheck(listing)
@@ -50,13 +60,14 @@ def checkDay(
         check.problems.append(f"{url}: no manifest (stored by upstream's extension, or never finished)")
         return check
     try:
-        manifest = readManifest(store, listing.prefix)
+        manifest = readManifest(store, listing.prefix, signatures)
     except ValueError as error:
         check.problems.append(str(error))
         return check
     if manifest is None:  # deleted since the listing
         check.problems.append(f"{url}: the manifest disappeared while verifying")
         return check
+    check.problems += manifest.rejected
     if listing.hasMarker:
         check.problems.append(f"{url}: marked incomplete (a nightly run or prune was interrupted, or is running)")
     known = {listing.prefix + record.relative for record in manifest.objects}
@@ -69,7 +80,7 @@ def checkDay(
             check.problems.append(str(error))
     else:
         try:
-            verifyObjects(store, listing.prefix, manifest.objects, listing=listing.listing)
+            verifyObjects(store, listing.prefix, manifest.objects, listing=RemoteListing(listing.objects))
         except VerificationError as error:
             check.problems += error.problems
     if check.ok:

@@ -11,6 +11,7 @@ written. Debian 12's packages (Ceph 16.2 Pacific) are what this was written agai
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -38,6 +39,14 @@ COMMAND_TIMEOUT = 90.0  # any one set-up command (radosgw-admin waits for the ga
 STOP_TIMEOUT = 15.0  # per daemon, for SIGKILL to take effect
 RGW_NAME = "client.rgw.a"
 MEMSTORE_BYTES = 4 << 30  # the OSD's capacity; memory is used only for what is stored
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _dieWithParent() -> None:
+    """In the forked child before exec: the kernel SIGKILLs the daemon when the test process dies, even by SIGKILL."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class CephStartError(RuntimeError):
@@ -201,6 +210,7 @@ ssl_certificate={tls.certificate} ssl_private_key={tls.privateKey}
                 cwd=self.workdir,
                 env=self._env(),
                 start_new_session=True,  # its own process group: stop() kills it and anything it started
+                preexec_fn=_dieWithParent,  # noqa: PLW1509 - nothing but one prctl, before any thread of ours forks
             )
 
     def _env(self) -> dict[str, str]:
@@ -247,9 +257,11 @@ ssl_certificate={tls.certificate} ssl_private_key={tls.privateKey}
                 raise CephStartError(self._report(f"{name} exited with {process.returncode} during start-up"))
 
     def _report(self, what: str, lines: int = 15) -> str:
+        """``what`` went wrong, then the last lines of each daemon's log and output (not the cluster's own logs)."""
         parts = [f"Ceph cluster in {self.workdir} did not start: {what}"]
-        for log in sorted(self.logDir.glob("*")) if self.logDir.is_dir() else []:
-            text = log.read_text(errors="replace").splitlines()
+        logs = sorted(self.logDir.glob("*")) if self.logDir.is_dir() else []
+        for log in (path for path in logs if not path.name.startswith("cluster.")):
+            text = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
             if text:
                 parts.append(f"--- last {min(lines, len(text))} lines of {log.name}:")
                 parts.extend(text[-lines:])

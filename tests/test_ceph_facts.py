@@ -12,7 +12,7 @@ import hashlib
 import struct
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -87,10 +87,11 @@ def http(ceph: Endpoint) -> Any:
 
 
 @pytest.fixture
-def bucket(http: Any) -> Iterator[str]:
+def bucket(http: Any) -> str:
+    """A fresh bucket; the session's cluster, and every bucket in it, goes at the end."""
     name = f"facts-{uuid.uuid4().hex[:16]}"
     http.create_bucket(Bucket=name)
-    yield name
+    return name
 
 
 def test_the_server_is_ceph_pacific(ceph: Endpoint) -> None:

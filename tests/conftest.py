@@ -12,6 +12,8 @@ import pytest
 from faultproxy import FaultProxy
 from nightkit import MotoServer, Night, newBucketName, s3Client
 
+pytest_plugins = ["endpoints.s3rverfixture"]
+
 # Tests never read the developer's or CI's own AWS settings, and never reach a real AWS endpoint.
 os.environ.update(
     {

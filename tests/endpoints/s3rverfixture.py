@@ -1,0 +1,33 @@
+"""The session's s3rver endpoint (see endpoints/s3rver.py); missing s3rver skips, or fails where CI requires it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from endpoints.base import Endpoint
+from endpoints.s3rver import S3rverServer, findS3rver
+
+
+def required(name: str) -> bool:
+    """Whether ``$CEDAR_S3_REQUIRE`` (a comma list such as ``moto,s3rver,ceph``) names this endpoint."""
+    return name in {part.strip() for part in os.environ.get("CEDAR_S3_REQUIRE", "").split(",")}
+
+
+def s3rverBinary() -> Path:
+    """The s3rver binary; skips the test when there is none, fails it when ``$CEDAR_S3_REQUIRE`` names s3rver."""
+    binary, reason = findS3rver()
+    if binary is None:
+        if required("s3rver"):
+            pytest.fail(f"CEDAR_S3_REQUIRE names s3rver, but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def s3rver() -> Iterator[Endpoint]:
+    with S3rverServer(s3rverBinary()) as endpoint:
+        yield endpoint

@@ -12,6 +12,15 @@ VENV="$CACHE/awscli-venv"
 BASE=/usr/bin/python3
 [ -x "$BASE" ] || BASE="$(command -v python3)"
 
+if ! "$BASE" -c "import ensurepip, venv" 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+    else
+        echo "$BASE has no venv/ensurepip and this is not root: install python3-venv first" >&2
+        exit 1
+    fi
+fi
 if [ -f "$VENV/.complete" ] && [ "$(cat "$VENV/.complete")" = "$VERSION" ] && [ -x "$VENV/bin/aws" ]; then
     echo "AWS CLI $VERSION already in $VENV"
 else

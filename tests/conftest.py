@@ -12,7 +12,7 @@ import pytest
 from faultproxy import FaultProxy
 from nightkit import MotoServer, Night, newBucketName, s3Client
 
-pytest_plugins = ["endpoints.s3rverfixture"]
+pytest_plugins = ["endpoints.s3rverfixture", "upstreamkit"]
 
 # Tests never read the developer's or CI's own AWS settings, and never reach a real AWS endpoint.
 os.environ.update(

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from endpoints.base import Endpoint
+from endpoints.require import required
 from endpoints.s3rver import S3rverServer, findS3rver
-
-
-def required(name: str) -> bool:
-    """Whether ``$CEDAR_S3_REQUIRE`` (a comma list such as ``moto,s3rver,ceph``) names this endpoint."""
-    return name in {part.strip() for part in os.environ.get("CEDAR_S3_REQUIRE", "").split(",")}
 
 
 def s3rverBinary() -> Path:

@@ -15,7 +15,7 @@ import gpgkit
 from nightkit import getBytes, listKeys
 from upstreamkit import UpstreamDay, UpstreamDays, UpstreamNightError
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TODAY = datetime.date.today().strftime("%Y/%m/%d")
 ENCRYPTED = ("symmetric", "publickey")

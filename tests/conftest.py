@@ -12,7 +12,8 @@ import pytest
 from faultproxy import FaultProxy
 from nightkit import MotoServer, Night, newBucketName, s3Client
 
-pytest_plugins = ("endpoints.fixtures",)  # session fixtures for the other real S3 endpoints (ceph, ...)
+# session fixtures: the other real S3 endpoints (ceph, s3rver) and days stored by upstream's own extension
+pytest_plugins = ("endpoints.fixtures", "endpoints.s3rverfixture", "upstreamkit")
 
 # Tests never read the developer's or CI's own AWS settings, and never reach a real AWS endpoint.
 os.environ.update(

@@ -48,12 +48,13 @@ from attackkit import (
     rootTarget,
     runNight,
     stageFiles,
+    stopAgent,
     storeGoodNight,
     waitFor,
 )
 from faultkit import keyPath, onceFired
 from faultproxy import FaultProxy, delay
-from gpgkit import agentsUnder, decrypt, killAgent, newHome, writePassphraseFile
+from gpgkit import decrypt, newHome, writePassphraseFile
 from nightkit import MotoServer, Night, environment, newBucketName
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the attacks need root and a real backup user")]
@@ -123,15 +124,25 @@ def tempDir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
         yield path
     finally:
         for home in path.glob("cedar-s3-gnupg-*"):
-            killAgent(home)  # a killed night's agent; the product's own are stopped by the product
+            stopAgent(home)  # a killed night's agent; the product's own are stopped by the product
         shutil.rmtree(path, ignore_errors=True)
 
 
 def swapWhenMarkerHeld(proxy: FaultProxy, swap: Callable[[], str]) -> tuple[threading.Thread, list[str]]:
-    """Hold the first PUT (the day's incomplete marker: after the listing, before any file is read) and swap then."""
+    """Hold the first PUT (the day's incomplete marker: after the listing, before any file is read) and swap then.
+
+    The reply list gets the attacker's answer, ``ok`` only if the marker was still unanswered after the swap (so
+    the night cannot have read a staged file yet).
+    """
     rule = proxy.add_rule(delay(SWAP_DELAY), method="PUT", first=1)
     replies: list[str] = []
-    thread = onceFired(lambda: rule.injected >= 1, lambda: replies.append(swap()), timeout=NIGHT_WALL_LIMIT)
+
+    def swapWhileHeld() -> None:
+        reply = swap()
+        marker = next(record for record in proxy.records if record.action == "delay")
+        replies.append(reply if marker.status is None else f"{reply}, but only after the marker PUT was answered")
+
+    thread = onceFired(lambda: rule.injected >= 1, swapWhileHeld, timeout=NIGHT_WALL_LIMIT)
     return thread, replies
 
 
@@ -425,7 +436,7 @@ def test_attack8_leftovers_of_a_killed_night_are_gone_after_the_next(
     proxy.clear_rules()
     proxy.sever_all()
     killed = sorted(p.name for p in night.workDir.glob("cedar-s3-*")) + sorted(p.name for p in tempDir.iterdir())
-    killed += [f"{len(agentsUnder(tempDir, settle=0))} gpg-agent(s)"]
+    killed += [f"{len(processesMatching(f'--homedir {tempDir}/'))} gpg process(es)"]
     second = childNight(night, tempDir)
     try:
         status = second.wait(NIGHT_WALL_LIMIT)
@@ -433,17 +444,17 @@ def test_attack8_leftovers_of_a_killed_night_are_gone_after_the_next(
     finally:
         second.close()
     stored = dayObjects(s3, night.bucket)
-    home = newHome(tempDir / "decrypt")
+    home = newHome(night.root / "decrypt")
     try:
         for relative, data in files.items():
             assert decrypt(stored[f"{DAY}/{relative}"], passphraseFile=passphrase, home=home) == data
     finally:
-        killAgent(home)
+        stopAgent(home)
         shutil.rmtree(home)
     assert night.indicator().exists()
     left = sorted(p.name for p in night.workDir.glob("cedar-s3-*")) + sorted(p.name for p in tempDir.iterdir())
     assert left == [], f"left behind after the next night (the killed night left {killed})"
-    assert agentsUnder(tempDir) == [], "a gpg-agent of a private home is still running"
+    waitFor(lambda: processesMatching(f"--homedir {tempDir}/") == [], 5, "the private homes' gpg-agents to exit")
 
 
 # -- 9. secrets in the children's environments --------------------------------------------------------------------

@@ -7,6 +7,9 @@ account (``attackkit.ATTACKER``) running a script from ``tests/attackers/``; its
 day intact) or stores only what was legitimately staged; either way the secret's bytes are in no object of the
 bucket and the secret's owner, mode and content are unchanged. Nights that could hang run in a child process
 with a deadline; a hang is the product's failure.
+
+Run as root: ``python -m pytest tests/test_attacks.py`` (about 4 minutes today, most of it the FIFO and hang
+tests waiting out their wall limits), or ``-m "not slow"`` for the deterministic attacks (about 12 s).
 """
 
 from __future__ import annotations

@@ -334,12 +334,19 @@ class OverlayRoot:
         command += [f"{key}={value}" for key, value in clean.items()] + list(argv)
         return subprocess.run(command, input=stdin, capture_output=True, timeout=timeout, check=False, umask=0o022)
 
-    def check(self, *argv: str, **kwargs: object) -> str:
+    def check(
+        self,
+        *argv: str,
+        user: User | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> str:
         """``run``, failing with the command's own output unless it exits 0; returns its stdout."""
-        result = self.run(*argv, **kwargs)  # type: ignore[arg-type]
+        result = self.run(*argv, user=user, cwd=cwd, stdin=stdin, timeout=timeout)
         if result.returncode != 0:
             output = (result.stdout + result.stderr).decode(errors="replace")[-6000:]
-            raise AssertionError(f"in {self.suite} root: {' '.join(argv)} exited {result.returncode}:\n{output}")
+            raise AssertionError(f"in the {self.suite} root: {' '.join(argv)} exited {result.returncode}:\n{output}")
         return result.stdout.decode(errors="replace")
 
     def addUser(self, name: str) -> User:

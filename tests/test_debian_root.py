@@ -272,6 +272,8 @@ def test_package_installs_the_extension_and_the_command(debRoot: InstalledRoot) 
     assert location.startswith("/usr/lib/python3/dist-packages/cedar_s3/")
     assert root.check("cback3-s3", "--version").split() == ["cback3-s3", debianroot.debianVersion()[0]]
     assert root.outside("/usr/share/man/man1/cback3-s3.1.gz").is_file()
+    metadata = "import importlib.metadata as m; print(m.metadata('cedar-s3')['License'])"
+    assert root.check("/usr/bin/python3", "-c", metadata).strip() == "GPL-2.0-or-later"
 
 
 # ---------------------------------------------------------------------------------------------------------------

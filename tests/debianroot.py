@@ -117,6 +117,12 @@ def host(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, what: str = "
     return result.stdout
 
 
+def lastLine(output: str) -> str:
+    """The last non-empty line of a command's output: where a traceback names its exception."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
 def mountsUnder(path: Path) -> list[Path]:
     """Mount points at or below ``path``, deepest first (from this process's mount table)."""
     found: list[Path] = []
@@ -346,7 +352,9 @@ class OverlayRoot:
         result = self.run(*argv, user=user, cwd=cwd, stdin=stdin, timeout=timeout)
         if result.returncode != 0:
             output = (result.stdout + result.stderr).decode(errors="replace")[-6000:]
-            raise AssertionError(f"in the {self.suite} root: {' '.join(argv)} exited {result.returncode}:\n{output}")
+            raise AssertionError(
+                f"in the {self.suite} root: {' '.join(argv)} exited {result.returncode}: {lastLine(output)}\n{output}"
+            )
         return result.stdout.decode(errors="replace")
 
     def addUser(self, name: str) -> User:

@@ -177,7 +177,10 @@ class RootNight:
         hostLog = self.root.outside(log)
         text = hostLog.read_text(errors="replace") if hostLog.exists() else "(no log)"
         output = (result.stdout + result.stderr).decode(errors="replace")
-        assert result.returncode == 0, f"cback3 exited {result.returncode} in {self.root.suite}:\n{output}\n{text}"
+        summary = debianroot.lastLine(output)  # the exception cback3 died of, first in pytest's summary
+        assert result.returncode == 0, (
+            f"cback3 exited {result.returncode} in {self.root.suite}: {summary}\n{output}\n{text}"
+        )
 
     def cli(self, *args: str) -> str:
         """``cback3-s3 --config CONF ARGS...`` as root in the chroot; its stdout, or a failure with its words."""
@@ -189,11 +192,15 @@ class RootNight:
 
 
 def newNight(installed: InstalledRoot, hostTree: Path, bucket: str, endpoint: str, **settings: Any) -> RootNight:
-    """Data to collect (a small tree and a random blob) and the settings of the night."""
+    """Data to collect and the settings of the night.
+
+    The blob makes the archive 3 MiB: above the size cedar-s3 sends from memory in one PutObject (1 MiB), below
+    the multipart threshold, so it takes the path most real archives take (s3transfer, one PUT).
+    """
     night = Night(hostTree, bucket, endpoint, settings=settings, backupUser=BACKUP_USER, backupGroup=BACKUP_USER)
     (night.root / "data" / "dir with space").mkdir()
     (night.root / "data" / "dir with space" / "notes.txt").write_text("some notes\n")
-    (night.root / "data" / "blob.bin").write_bytes(os.urandom(200_000))
+    (night.root / "data" / "blob.bin").write_bytes(os.urandom(3 * MIB))
     return RootNight(installed, night)
 
 

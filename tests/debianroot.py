@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -97,7 +97,7 @@ def whyUnusable() -> str | None:
     """Why this machine cannot build or enter a Debian root, or None."""
     if os.geteuid() != 0:
         return "the Debian roots need root (debootstrap, chroot, mount)"
-    for tool in ("debootstrap", "chroot", "mount", "umount"):
+    for tool in ("debootstrap", "chroot", "mount", "umount", "git"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (run .ci/install-debian-tools.sh)"
     return None
@@ -170,22 +170,31 @@ def endProcessesIn(root: Path) -> None:
             return
 
 
+def tryHost(argv: Sequence[str], *, timeout: float = 30) -> bool:
+    """Run a host command that may be refused here (a mount in a locked-down container); True if it worked."""
+    return subprocess.run(list(argv), capture_output=True, timeout=timeout, check=False).returncode == 0
+
+
 @contextlib.contextmanager
-def systemMounts(root: Path) -> Iterator[None]:
+def systemMounts(root: Path) -> Iterator[list[str]]:
     """``/proc`` and a read-only bind of the host's ``/dev`` inside ``root``; always unmounted afterwards.
 
     Read-only, so nothing in the root can create or delete device nodes of the host; writing to /dev/null and
-    reading /dev/urandom still work (device nodes ignore a read-only mount).
+    reading /dev/urandom still work (device nodes ignore a read-only mount). Where a mount is refused, the root
+    does without: debootstrap made the device nodes gpg and Python need (null, zero, random, urandom, tty) in
+    the root's own /dev, and neither needs /proc. Yields what was mounted.
     """
     proc, dev = root / "proc", root / "dev"
     mounted: list[Path] = []
     try:
-        host(["mount", "-t", "proc", "proc", str(proc)], timeout=30)
-        mounted.append(proc)
-        host(["mount", "--bind", "/dev", str(dev)], timeout=30)
-        mounted.append(dev)
-        host(["mount", "-o", "remount,bind,ro", str(dev)], timeout=30)
-        yield
+        if tryHost(["mount", "-t", "proc", "proc", str(proc)]):
+            mounted.append(proc)
+        if tryHost(["mount", "--bind", "/dev", str(dev)]):
+            mounted.append(dev)
+            tryHost(["mount", "-o", "remount,bind,ro", str(dev)])  # best effort; removeTree guards either way
+        if not (dev / "null").is_char_device():
+            raise RuntimeError(f"{dev}/null is no device: bind-mounting /dev was refused and the root has none")
+        yield [str(point) for point in mounted]
     finally:
         endProcessesIn(root)
         for point in reversed(mounted):
@@ -307,6 +316,8 @@ class OverlayRoot:
 
     suite: str
     path: Path
+    overlay: bool = True  # False: a full copy (the kernel refused an overlay mount)
+    mounted: list[str] = field(default_factory=list)  # what systemMounts got mounted inside
 
     def inside(self, hostPath: Path) -> Path:
         """The path a process in the root sees for ``hostPath`` (which must lie in the root)."""
@@ -383,21 +394,26 @@ class OverlayRoot:
 
 @contextlib.contextmanager
 def overlayRoot(base: BaseRoot, label: str) -> Iterator[OverlayRoot]:
-    """An overlay of ``base`` with /proc and /dev mounted, no DNS, and everything removed afterwards."""
+    """A writable copy of ``base`` with /proc and /dev mounted and no DNS, removed afterwards.
+
+    An overlay where the kernel allows one (instant; the cached root stays as it was), else a full copy.
+    """
     scratch = Path(tempfile.mkdtemp(prefix=f"cedar-s3-{base.suite}-{label}-", dir="/var/tmp"))
     upper, work, merged = scratch / "upper", scratch / "work", scratch / "root"
     for directory in (upper, work, merged):
         directory.mkdir()
-    mountedOverlay = False
+    overlay = False
     try:
         options = f"lowerdir={base.path},upperdir={upper},workdir={work}"
-        host(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)], timeout=60)
-        mountedOverlay = True
+        overlay = tryHost(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)], timeout=60)
+        if not overlay:
+            merged.rmdir()
+            host(["cp", "-a", "--reflink=auto", str(base.path), str(merged)], timeout=COMMAND_TIMEOUT)
         (merged / "etc" / "resolv.conf").write_text("")  # no name resolves inside: no mirror, no PyPI
-        with systemMounts(merged):
-            yield OverlayRoot(base.suite, merged)
+        with systemMounts(merged) as mounted:
+            yield OverlayRoot(base.suite, merged, overlay=overlay, mounted=mounted)
     finally:
-        if mountedOverlay:
+        if overlay:
             unmount(merged)
         removeTree(scratch)
 

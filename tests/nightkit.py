@@ -22,6 +22,7 @@ from CedarBackup3.cli import Options
 from CedarBackup3.config import Config
 
 REGION = "us-east-1"
+MOTO_PYTHON = os.environ.get("CEDAR_S3_MOTO_PYTHON") or sys.executable
 TODAY = datetime.date.today()
 
 
@@ -33,7 +34,11 @@ def freePort() -> int:
 
 @dataclass
 class MotoServer:
-    """A real S3 endpoint over HTTP on 127.0.0.1 (moto's server mode) in a child process."""
+    """A real S3 endpoint over HTTP on 127.0.0.1 (moto's server mode) in a child process.
+
+    ``CEDAR_S3_MOTO_PYTHON`` names the interpreter that runs moto (default: this one), so the client libraries
+    under test can be older than the ones moto itself needs (``tox -e oldest``).
+    """
 
     port: int = field(default_factory=freePort)
     process: subprocess.Popen[bytes] | None = None
@@ -44,7 +49,7 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [MOTO_PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -31,7 +31,7 @@ from cedar_s3.s3.session import buildStore
 from cedar_s3.s3.store import TransferPlan
 from cedar_s3.s3.thaw import thawStatus
 from cedar_s3.verify import VerificationError, verifyObjects
-from nightkit import REGION, MotoServer, Night, dateSuffix, freePort, getBytes, listKeys
+from nightkit import MOTO_PYTHON, REGION, MotoServer, Night, dateSuffix, freePort, getBytes, listKeys
 
 DAY = dateSuffix()
 MANIFEST = f"{DAY}/{MANIFEST_NAME}"
@@ -465,14 +465,13 @@ def tlsEndpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEndpoin
     """A second moto server, on https with a certificate only our CA bundle trusts."""
     import ssl
     import subprocess
-    import sys
     import urllib.request
 
     certPath, keyPath = _selfSignedCertificate(tmp_path_factory.mktemp("tls"))
     port = freePort()
     process = subprocess.Popen(
         [
-            sys.executable,
+            MOTO_PYTHON,
             "-m",
             "moto.server",
             "-H",

@@ -63,11 +63,8 @@ from nightkit import MotoServer, Night, environment, newBucketName
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the attacks need root and a real backup user")]
 NEEDS_CBACK3 = pytest.mark.skipif(shutil.which("cback3") is None, reason="cback3 is not on PATH")
 
-# The deadline setting the lead is adding (a night must not wait forever on gpg or an <encrypt> command).
-# TODO(lead): set to the element and a value once the setting exists, e.g. {"child_deadline": "20"}. Until
-# then it stays empty, because today an unknown element fails the night at once (which would pass the hang
-# tests for the wrong reason).
-CHILD_DEADLINE: dict[str, str] = {}
+# The deadline setting: a night must not wait forever on gpg or an <encrypt> command (10 s is its smallest value).
+CHILD_DEADLINE: dict[str, str] = {"child_timeout": "10"}
 HANG_WALL_LIMIT = 120.0  # seconds a night under a hanging child may take before the test calls it hung
 FIFO_WALL_LIMIT = 60.0  # seconds a night with a FIFO in its staged day may take (a good night takes ~2 s)
 NIGHT_WALL_LIMIT = 120.0  # any other child night
@@ -440,6 +437,7 @@ def test_attack8_leftovers_of_a_killed_night_are_gone_after_the_next(
     proxy.sever_all()
     killed = sorted(p.name for p in night.workDir.glob("cedar-s3-*")) + sorted(p.name for p in tempDir.iterdir())
     killed += [f"{len(processesMatching(f'--homedir {tempDir}/'))} gpg process(es)"]
+    night.settings["sweep_after_minutes"] = 0  # sweep whatever no live night holds, however fresh
     second = childNight(night, tempDir)
     try:
         status = second.wait(NIGHT_WALL_LIMIT)

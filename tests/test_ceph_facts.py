@@ -306,7 +306,7 @@ def test_j_object_lock_works_without_content_md5_or_any_checksum(ceph: Endpoint,
     assert client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"] == {
         "ObjectLockEnabled": "Enabled"
     }
-    until = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(days=1)
+    until = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(days=1)
     version = client.put_object(
         Bucket=bucket, Key="j", Body=BODY, ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=until
     )["VersionId"]
@@ -325,7 +325,7 @@ def test_j_object_lock_works_without_content_md5_or_any_checksum(ceph: Endpoint,
 def test_j_retention_over_https_with_boto3_defaults_is_refused_like_any_put(ceph: Endpoint, http: Any) -> None:
     bucket = f"facts-lock-{uuid.uuid4().hex[:12]}"
     http.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
     https = ceph.client(https=True)
     args = {
         "Bucket": bucket,

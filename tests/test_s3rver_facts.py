@@ -292,7 +292,7 @@ def test_object_lock_is_accepted_on_create_and_put_but_never_enforced(client: An
     client.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
     try:
         assert errorOf(lambda: client.get_object_lock_configuration(Bucket=locked)) == ("NotImplemented", 501)
-        until = datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc)
+        until = datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
         client.put_object(
             Bucket=locked, Key="k", Body=b"x", ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until
         )

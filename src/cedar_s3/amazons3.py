@@ -174,7 +174,8 @@ def _sweepLeftovers(config: Any, settings: AmazonS3Config) -> None:
     from cedar_s3.gpg.home import sweepHomes
     from cedar_s3.workarea import sweepWorkAreas
 
-    age = 60.0 * (settings.sweepAfterMinutes or DEFAULT_SWEEP_MINUTES)
+    minutes = settings.sweepAfterMinutes if settings.sweepAfterMinutes is not None else DEFAULT_SWEEP_MINUTES
+    age = 60.0 * minutes
     removed = sweepHomes(age)
     if config.options.workingDir:
         removed += sweepWorkAreas(config.options.workingDir, age)

@@ -138,7 +138,7 @@ class AmazonS3Config:
     # child processes and leftovers
     childTimeout = declare("childTimeout", "child_timeout", integer(10, 7 * 86400), "optional-integer")
     childMinThroughput = declare("childMinThroughput", "child_min_throughput", byteQuantity(1024), "optional-bytes")
-    sweepAfterMinutes = declare("sweepAfterMinutes", "sweep_after_minutes", integer(1, 525600), "optional-integer")
+    sweepAfterMinutes = declare("sweepAfterMinutes", "sweep_after_minutes", integer(0, 525600), "optional-integer")
 
     def __init__(
         self,

@@ -66,7 +66,7 @@ def selfSignedCertificate(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cedar-s3 test s3rver")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     publicKey = key.public_key()
     certificate = (
         x509.CertificateBuilder()

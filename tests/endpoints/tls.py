@@ -27,7 +27,7 @@ def _name(common: str) -> x509.Name:
 def makeServerCertificate(directory: Path, days: int = 2) -> ServerCertificate:
     """A new CA and a certificate it signed for IP 127.0.0.1 and ``localhost``, written into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     caKey = ec.generate_private_key(ec.SECP256R1())
     serverKey = ec.generate_private_key(ec.SECP256R1())
     caName = _name("cedar-s3 test CA")

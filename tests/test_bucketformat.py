@@ -121,7 +121,7 @@ def test_bookkeeping_bodies_are_the_golden_ones() -> None:
 def test_a_newer_format_version_is_refused_and_says_to_upgrade() -> None:
     document = json.loads(golden("manifest-v1.json"))
     document["formatVersion"] = 2
-    with pytest.raises(ValueError, match="format version 2, newer than this cedar-s3 reads .1.; upgrade cedar-s3"):
+    with pytest.raises(ValueError, match=r"format version 2, newer than this cedar-s3 reads \(1\); upgrade cedar-s3"):
         parseManifest(json.dumps(document), source="golden")
 
 

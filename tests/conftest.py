@@ -68,3 +68,23 @@ def proxy(moto: MotoServer, night: Night) -> Iterator[FaultProxy]:
         night.endpoint = faulty.url
         yield faulty
     assert faulty.errors == []
+
+
+SUMMARIZED = ("ceph", "s3rver", "debian", "upstream", "e2e")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which real implementations and roots this run exercised (CI must show it, not just pass)."""
+    counts: dict[str, dict[str, int]] = {name: {} for name in SUMMARIZED}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") not in ("call", "setup"):
+                continue
+            keywords = getattr(report, "keywords", {})
+            for name in SUMMARIZED:
+                if name in keywords or (name == "upstream" and "upstreamDays" in getattr(report, "nodeid", "")):
+                    counts[name][outcome] = counts[name].get(outcome, 0) + 1
+    terminalreporter.write_sep("-", "implementations and roots exercised (moto: every other test)")
+    for name, outcomes in counts.items():
+        shown = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())) or "none"
+        terminalreporter.write_line(f"{name}: {shown}")

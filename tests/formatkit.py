@@ -37,6 +37,7 @@ def plainEntry(relative: str, data: bytes) -> dict[str, Any]:
         "md5Etag": hashlib.md5(data, usedforsecurity=False).hexdigest(),
         "compositeSha256": None,
         "storedAs": None,
+        "wholeMd5": None,
     }
 
 

@@ -60,6 +60,7 @@ RECORDS = [
         "fedcba9876543210fedcba9876543210-25",
         "q5hr8Gz1UkZz7O2lqf7hXy9m2wDDl9gWcsP1e2r7Tx4=",
         "f00dcafe12345678",
+        "00112233445566778899aabbccddeeff",
     ),
     StoredObject(
         "peer2/notes.txt",

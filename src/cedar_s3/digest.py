@@ -47,6 +47,7 @@ class Digest:
     partMd5s: tuple[bytes, ...] = ()
     compositeSha256: bytes | None = None  # SHA-256 over part SHA-256s (S3's multipart checksum)
     partSha256s: tuple[bytes, ...] = field(default=(), repr=False)
+    wholeMd5: bytes | None = None  # MD5 of the whole stream, for a multipart object, where asked for
 
     @property
     def sha256Hex(self) -> str:
@@ -69,10 +70,11 @@ class Digest:
 class ObjectHasher:
     """Hashes a stream as it will be stored: whole SHA-256, and per part (``partSize``) or whole MD5."""
 
-    def __init__(self, partSize: int | None, *, composite: bool = False) -> None:
+    def __init__(self, partSize: int | None, *, composite: bool = False, wholeMd5: bool = False) -> None:
         self.partSize = partSize
         self.size = 0
         self._sha = hashlib.sha256()
+        self._whole: Any = hashlib.md5(usedforsecurity=False) if wholeMd5 and partSize is not None else None
         self._md5: Any = hashlib.md5(usedforsecurity=False)
         self._partSha: Any = hashlib.sha256() if composite else None
         self._filled = 0
@@ -82,6 +84,8 @@ class ObjectHasher:
     def update(self, data: bytes | memoryview) -> None:
         self.size += len(data)
         self._sha.update(data)
+        if self._whole is not None:
+            self._whole.update(data)
         if self.partSize is None:
             self._md5.update(data)
             return
@@ -110,6 +114,7 @@ class ObjectHasher:
         if self._filled or not self.partMd5s:
             self._closePart()
         composite = hashlib.sha256(b"".join(self.partSha256s)).digest() if self._partSha is not None else None
+        whole = self._whole.digest() if self._whole is not None else None
         return Digest(
             self.size,
             self._sha.digest(),
@@ -118,6 +123,7 @@ class ObjectHasher:
             tuple(self.partMd5s),
             composite,
             tuple(self.partSha256s),
+            whole,
         )
 
 
@@ -126,13 +132,16 @@ def digestBytes(data: bytes) -> Digest:
     return Digest(len(data), hashlib.sha256(data).digest(), hashlib.md5(data, usedforsecurity=False).digest(), None)
 
 
-def digestDescriptor(descriptor: int, partSize: int | None, *, composite: bool = False) -> Digest:
+def digestDescriptor(
+    descriptor: int, partSize: int | None, *, composite: bool = False, wholeMd5: bool = False
+) -> Digest:
     """Hash an open file from its start (``pread``: the descriptor's offset is left alone), as it will be stored.
 
     The read buffer is no bigger than the file needs: a fresh 1 MiB buffer per small file cost more system time
     than reading them (measured: 2,000 files of 1-16 KiB).
     """
-    hasher = ObjectHasher(partSize, composite=composite)
+    hasher = ObjectHasher(partSize, composite=composite, wholeMd5=wholeMd5)
+
     size = os.fstat(descriptor).st_size
     buffer = bytearray(min(READ_CHUNK, max(size, SMALL_BUFFER)))
     view = memoryview(buffer)

@@ -50,7 +50,7 @@ class _Check:
 def _byListing(check: _Check) -> bool:
     """True when the listing alone proves the object (size and an MD5-form ETag both match)."""
     record, remote = check.record, check.remote
-    return remote is not None and record.md5Etag is not None and remote.etag == record.md5Etag
+    return remote is not None and record.etagMatches(remote.etag)
 
 
 def _byHead(store: S3Store, check: _Check, download: bool) -> str | None:
@@ -86,7 +86,7 @@ def _etagContradicts(head: RemoteHead, record: StoredObject) -> bool:
     """True when the object's ETag is an MD5 of other bytes than those recorded (not SSE-KMS, both MD5-form)."""
     if head.serverSideEncryption == "aws:kms" or record.md5Etag is None:
         return False
-    return _MD5_ETAG.match(head.etag) is not None and head.etag != record.md5Etag
+    return _MD5_ETAG.match(head.etag) is not None and not record.etagMatches(head.etag)
 
 
 def _byDownload(store: S3Store, key: str, record: StoredObject) -> str | None:

@@ -62,6 +62,12 @@ class StoredObject:
     md5Etag: str | None = None  # the ETag S3 gives these bytes, where computed
     compositeSha256: str | None = None  # S3's multipart SHA-256 checksum form, where computed
     storedAs: str | None = None  # fingerprint of the settings it was stored with (keys, storage class, lock ...)
+    wholeMd5: str | None = None  # MD5 of all the stored bytes of a multipart object (some stores' ETag: s3rver)
+
+    def etagMatches(self, etag: str) -> bool:
+        """Whether an MD5-form ETag a store reports proves these bytes: the S3 form (MD5, or MD5 of part MD5s
+        with ``-N``), or, from stores that give a multipart object the MD5 of all its bytes, that."""
+        return etag == self.md5Etag or (self.wholeMd5 is not None and etag == self.wholeMd5)
 
     @classmethod
     def fromDict(cls, data: Any) -> StoredObject:
@@ -89,7 +95,7 @@ class StoredObject:
         for name in ("plaintextSha256", "storedSha256"):
             if not isinstance(getattr(self, name), str) or not _HEX64.match(getattr(self, name)):
                 raise ValueError(f"entry {self.relative!r} has an invalid {name}")
-        for name in ("md5Etag", "compositeSha256", "storedAs"):
+        for name in ("md5Etag", "compositeSha256", "storedAs", "wholeMd5"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"entry {self.relative!r} has an invalid {name}")

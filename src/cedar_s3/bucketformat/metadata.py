@@ -35,6 +35,8 @@ def objectMetadata(record: StoredObject, common: dict[str, str]) -> dict[str, st
         meta["cedar-composite-sha256"] = record.compositeSha256
     if record.storedAs:
         meta["cedar-stored-as"] = record.storedAs
+    if record.wholeMd5 is not None:
+        meta["cedar-whole-md5"] = record.wholeMd5
     return meta
 
 
@@ -62,6 +64,7 @@ def recordFromMetadata(relative: str, size: int, metadata: dict[str, str]) -> St
             md5Etag=metadata.get("cedar-md5-etag"),
             compositeSha256=metadata.get("cedar-composite-sha256"),
             storedAs=metadata.get("cedar-stored-as"),
+            wholeMd5=metadata.get("cedar-whole-md5"),
         )
         record.check()
     except (KeyError, ValueError):

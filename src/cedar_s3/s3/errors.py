@@ -106,7 +106,7 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
 def _clientError(error: exceptions.ClientError, what: str) -> OSError:
     info = error.response.get("Error", {})
     code = str(info.get("Code", "Unknown"))
-    message = str(info.get("Message", "")).strip() or "no message"
+    message = str(info.get("Message") or "").strip() or "no message"
     operation = error.operation_name
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if code == "NoSuchBucket":

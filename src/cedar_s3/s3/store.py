@@ -471,15 +471,28 @@ class S3Store:
                     )
 
     def listCommonPrefixes(self, prefix: str) -> list[str]:
-        """The "directories" directly under ``prefix`` (years, months, days)."""
+        """The "directories" directly under ``prefix`` (years, months, days).
+
+        s3rver answers a delimited listing with nothing unless the keys are one level below the prefix; when the
+        delimited form finds nothing but keys exist there, the prefixes are taken from a flat listing instead.
+        """
         found: list[str] = []
+        contents = False
         with translated(f"listing {self.location.url(prefix)}"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix, Delimiter="/"
             )
             for page in pages:
                 found += [entry["Prefix"] for entry in page.get("CommonPrefixes", [])]
-        return found
+                contents = contents or bool(page.get("Contents"))
+            if found or contents:
+                return found
+            probe = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        if not probe.get("Contents"):
+            return found
+        self.warnOnce("Delimiter", "This store lists no common prefixes; finding the days by a full listing.")
+        folders = {prefix + entry.key[len(prefix) :].split("/", 1)[0] + "/" for entry in self.listObjects(prefix)}
+        return sorted(folder for folder in folders if not folder.endswith("//") and folder != prefix + "/")
 
     def head(self, key: str) -> RemoteHead:
         with translated(f"reading {self.location.url(key)}"):

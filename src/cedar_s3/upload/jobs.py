@@ -99,7 +99,9 @@ class PlainJob:
                 record = writer.sendBytes(staged, data, plain, Encryption.NONE)
                 tree.checkUnchanged(staged, descriptor, len(data))  # still what was read, once it is stored
                 return [Outcome(staged.index, record, reused=False)]
-            digest = digestDescriptor(descriptor, writer.partSizeFor(staged.size), composite=writer.composite)
+            digest = digestDescriptor(
+                descriptor, writer.partSizeFor(staged.size), composite=writer.composite, wholeMd5=writer.wholeMd5
+            )
             tree.checkUnchanged(staged, descriptor, digest.size)
             plain = Plaintext(digest.size, digest.sha256Hex)
             reused = context.reuse.reusable(staged, plain.sha256, Encryption.NONE)
@@ -181,8 +183,12 @@ class CommandJob:
             try:
                 context.tree.checkUnchanged(staged, descriptor, reader.size)
                 digest = digestDescriptor(
-                    ciphertext.descriptor, writer.partSizeFor(ciphertext.size), composite=writer.composite
+                    ciphertext.descriptor,
+                    writer.partSizeFor(ciphertext.size),
+                    composite=writer.composite,
+                    wholeMd5=writer.wholeMd5,
                 )
+
                 plain = Plaintext(reader.size, reader.sha256)
                 record = writer.sendDescriptor(staged, ciphertext.descriptor, digest, plain, encryptor.mode)
             finally:

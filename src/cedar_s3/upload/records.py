@@ -19,8 +19,8 @@ from cedar_s3.bucketformat import Encryption, StoredObject
 __all__ = ["RecordTable"]
 
 _MODES = list(Encryption)
-_LAYOUT = struct.Struct("<QQQ32s32s16sI32sBB8s")  # 150 bytes a file
-_PRESENT, _MD5, _COMPOSITE, _STORED_AS, _REUSED = 1, 2, 4, 8, 16
+_LAYOUT = struct.Struct("<QQQ32s32s16sI32sBB8s16s")  # 166 bytes a file
+_PRESENT, _MD5, _COMPOSITE, _STORED_AS, _REUSED, _WHOLE = 1, 2, 4, 8, 16, 32
 
 
 class RecordTable:
@@ -52,6 +52,9 @@ class RecordTable:
         storedAs = b""
         if record.storedAs:
             storedAs, flags = bytes.fromhex(record.storedAs), flags | _STORED_AS
+        whole = b""
+        if record.wholeMd5 is not None:
+            whole, flags = bytes.fromhex(record.wholeMd5), flags | _WHOLE
         packed = _LAYOUT.pack(
             record.size,
             record.plaintextSize,
@@ -64,6 +67,7 @@ class RecordTable:
             _MODES.index(Encryption(record.encryption)),
             flags,
             storedAs,
+            whole,
         )
         os.pwrite(self._file.fileno(), packed, index * _LAYOUT.size)
 
@@ -76,7 +80,7 @@ class RecordTable:
         fields = self._read(index)
         if fields is None:
             return None
-        size, plainSize, partSize, plainSha, storedSha, md5, parts, composite, mode, flags, storedAs = fields
+        size, plainSize, partSize, plainSha, storedSha, md5, parts, composite, mode, flags, storedAs, whole = fields
         md5Etag = None
         if flags & _MD5:
             md5Etag = md5.hex() + (f"-{parts}" if parts else "")
@@ -94,6 +98,7 @@ class RecordTable:
             md5Etag=md5Etag,
             compositeSha256=compositeSha256,
             storedAs=storedAs.hex() if flags & _STORED_AS else None,
+            wholeMd5=whole.hex() if flags & _WHOLE else None,
         )
 
     def reused(self, index: int) -> bool:

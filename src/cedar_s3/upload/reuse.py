@@ -136,5 +136,6 @@ class ReuseIndex:
 
     def _describes(self, record: StoredObject, remote: RemoteObject) -> bool:
         """Whether ``record`` can be the record of the listed object (same size, and same ETag where it is an MD5)."""
-        etagDiffers = self.etagsAreMd5 and record.md5Etag is not None and record.md5Etag != remote.etag
+        etagDiffers = self.etagsAreMd5 and record.md5Etag is not None and not record.etagMatches(remote.etag)
+
         return record.size == remote.size and not etagDiffers

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from CedarBackup3.util import displayBytes
 from s3transfer.utils import ChunksizeAdjuster
@@ -63,6 +63,9 @@ class ObjectWriter:
         self.common = commonMetadata
         self.storedAs = storedAs
         self.composite = store.policy.flexible and not store.settings.etagsAreMd5  # SSE-KMS: HEAD proves parts
+        # Off AWS, a store may give a multipart object the MD5 of all its bytes as ETag (s3rver does) instead of
+        # S3's MD5 of part MD5s: that one is recorded too, so one listing still proves the object.
+        self.wholeMd5 = not store.policy.flexible
         self.pending: dict[str, list[PendingUpload]] = {}  # unfinished uploads found at the start, by key
 
     def key(self, staged: StagedFile) -> str:
@@ -80,13 +83,15 @@ class ObjectWriter:
             md5Etag=digest.md5Etag,
             compositeSha256=digest.compositeBase64,
             storedAs=self.storedAs or None,
+            wholeMd5=digest.wholeMd5.hex() if digest.wholeMd5 is not None else None,
         )
 
-    def checkEtag(self, key: str, etag: str, expected: str | None) -> None:
-        if self.store.settings.etagsAreMd5 and etag and expected is not None and etag != expected:
+    def checkEtag(self, key: str, etag: str, record: StoredObject) -> None:
+        """An MD5-form ETag that is not one of these bytes' forms: the store kept other bytes than were sent."""
+        if self.store.settings.etagsAreMd5 and etag and record.md5Etag is not None and not record.etagMatches(etag):
             raise S3IntegrityError(
                 f"uploading {self.store.location.url(key)}: S3 stored other bytes than were sent "
-                f"(ETag {etag}, sent {expected})."
+                f"(ETag {etag}, sent {record.md5Etag})."
             )
 
     # -- one PUT ---------------------------------------------------------------------------------------------------
@@ -99,7 +104,7 @@ class ObjectWriter:
         etag = self.store.putObject(
             key, data, md5=digest.md5, sha256=digest.sha256, metadata=objectMetadata(record, self.common)
         )
-        self.checkEtag(key, etag, record.md5Etag)
+        self.checkEtag(key, etag, record)
         return record
 
     # -- a descriptor ----------------------------------------------------------------------------------------------
@@ -120,7 +125,7 @@ class ObjectWriter:
                 etag = self.store.putObject(key, body, md5=digest.md5, sha256=digest.sha256, metadata=metadata)
         else:
             etag = self._sendParts(staged, key, descriptor, digest, metadata)
-        self.checkEtag(key, etag, record.md5Etag)
+        self.checkEtag(key, etag, record)
         return record
 
     def _uploadRecord(self, staged: StagedFile, uploadId: str, digest: Digest) -> UploadRecord:
@@ -258,6 +263,7 @@ class StreamSender:
         estimate = staged.size + staged.size // 100 + MIB  # gpg adds a little; compression may take away
         self.partSize = int(ChunksizeAdjuster().adjust_chunksize(store.plan.chunkSize, estimate))
         self._whole = hashlib.sha256()
+        self._wholeMd5: Any = hashlib.md5(usedforsecurity=False) if writer.wholeMd5 else None
         self._size = 0
         self._md5s: list[bytes] = []
         self._shas: list[bytes] = []
@@ -290,7 +296,10 @@ class StreamSender:
         data = bytes(self._buffer)
         self._buffer = bytearray()
         self._whole.update(data)
+        if self._wholeMd5 is not None:
+            self._wholeMd5.update(data)
         self._size += len(data)
+
         md5 = hashlib.md5(data, usedforsecurity=False).digest()
         sha = hashlib.sha256(data).digest() if writer.composite else None
         self._md5s.append(md5)
@@ -315,9 +324,10 @@ class StreamSender:
         finally:
             self._release()
         composite = hashlib.sha256(b"".join(self._shas)).digest() if writer.composite else None
-        digest = Digest(self._size, self._whole.digest(), None, self.partSize, tuple(self._md5s), composite)
+        whole = self._wholeMd5.digest() if self._wholeMd5 is not None else None
+        digest = Digest(self._size, self._whole.digest(), None, self.partSize, tuple(self._md5s), composite, (), whole)
         record = writer.record(self._staged, digest, plain, self._mode)
-        writer.checkEtag(writer.key(self._staged), etag, record.md5Etag)
+        writer.checkEtag(writer.key(self._staged), etag, record)
         return record
 
     def _release(self) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.config import Config as BotocoreConfig
 from CedarBackup3.cli import Options
 from CedarBackup3.config import Config
+
+from versions import clientConfig
 
 REGION = "us-east-1"
 MOTO_PYTHON = os.environ.get("CEDAR_S3_MOTO_PYTHON") or sys.executable
@@ -86,7 +87,7 @@ def s3Client(endpoint: str, **config: Any) -> Any:
         region_name=REGION,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-        config=BotocoreConfig(**config) if config else None,
+        config=clientConfig(**config) if config else None,
     )
 
 

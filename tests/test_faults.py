@@ -50,6 +50,7 @@ from faultproxy import (
     truncate_response_body,
 )
 from nightkit import MotoServer, Night, getBytes, listKeys, s3Client
+from versions import RETRIES_GARBLED_ANSWERS
 
 BIG = "host9/big.tar"  # sorts last, so with <max_concurrency>1 every small file is stored before it
 
@@ -215,7 +216,9 @@ def test_mangled_upload_answers_end_in_correct_bytes_or_a_clean_failure(
         assert str(error)
         assertNothingRecordedAsGood(night, s3)
         assert multipartUploads(s3, night.bucket) == []
-        pytest.fail(f"expected botocore to retry {name} to success, got: {error}")
+        if RETRIES_GARBLED_ANSWERS:
+            pytest.fail(f"expected botocore to retry {name} to success, got: {error}")
+        return
     assert rule.injected == 1
     assertDayStored(night, s3, files)  # includes: no multipart upload left open by a retried request
 

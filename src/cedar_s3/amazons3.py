@@ -380,14 +380,30 @@ def _uploadStagingDir(night: Night, day: StagedDay, state: DayState) -> Any:
             command=night.encryption.command,
         )
         report = DayUpload(context, store.concurrency).run(iter(day.listing), state.records)
+    except Exception:
+        if leftovers is not None:
+            try:
+                _abortOrphans(store, state.prefix, keep=writer.kept)
+            except OSError as error:  # the night's own failure is what matters; the next night tidies
+                logger.warning("Could not tidy unfinished uploads after the failure: %s", error)
+        raise
+
     finally:
         if previous is not None:
             previous.close()
-    if leftovers is not None:  # a CreateMultipartUpload retried after its answer was lost leaves one nobody ends
-        aborted = store.abortUploads(store.pendingUploads(state.prefix) or [])
-        if aborted:
-            logger.info("Aborted %d incomplete multipart upload(s) left under [%s].", aborted, state.prefix)
+    if leftovers is not None:
+        _abortOrphans(store, state.prefix, keep=set())
     return report
+
+
+def _abortOrphans(store: S3Store, prefix: str, keep: set[str]) -> None:
+    """Abort the unfinished uploads under the day that no later night can continue: a CreateMultipartUpload
+    retried after its answer was lost leaves one nobody knows the id of. Uploads left on purpose, for the next
+    night to continue (``keep``), stay."""
+    orphans = [upload for upload in store.pendingUploads(prefix) or [] if upload.uploadId not in keep]
+    aborted = store.abortUploads(orphans)
+    if aborted:
+        logger.info("Aborted %d incomplete multipart upload(s) left under [%s].", aborted, prefix)
 
 
 def _previousRecords(night: Night, day: StagedDay, state: DayState) -> RecordTable | None:

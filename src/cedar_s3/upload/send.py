@@ -67,6 +67,7 @@ class ObjectWriter:
         # S3's MD5 of part MD5s: that one is recorded too, so one listing still proves the object.
         self.wholeMd5 = not store.policy.flexible
         self.pending: dict[str, list[PendingUpload]] = {}  # unfinished uploads found at the start, by key
+        self.kept: set[str] = set()  # upload ids left unfinished on purpose tonight, for the next night
 
     def key(self, staged: StagedFile) -> str:
         return self.dayPrefix + staged.relative
@@ -172,7 +173,9 @@ class ObjectWriter:
             # The network went away: the parts already sent stay for the next night, which proves each by its MD5
             # against the file and sends only the rest (a 100 GB file is not sent again for one failure at the end).
             upload.settle()
+            self.kept.add(upload.uploadId)
             logger.warning("Kept the unfinished upload of %s for the next night to continue.", upload.url)
+
             raise
         except BaseException:
             upload.abort()

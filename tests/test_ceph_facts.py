@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from endpoints import Endpoint
 from endpoints.ceph import cephVersion
+from versions import NEEDS_FLEXIBLE_DEFAULTS
 
 pytestmark = pytest.mark.ceph
 
@@ -102,6 +103,7 @@ def test_the_server_is_ceph_pacific(ceph: Endpoint) -> None:
 # (a) ------------------------------------------------------------------------------------------------------------
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_a_put_object_over_http_with_boto3_defaults_works(http: Any, bucket: str) -> None:
     wire = Wire(http)
     http.put_object(Bucket=bucket, Key="a", Body=BODY)
@@ -114,6 +116,7 @@ def test_a_put_object_over_http_with_boto3_defaults_works(http: Any, bucket: str
 # (b) ------------------------------------------------------------------------------------------------------------
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_b_put_object_over_https_with_boto3_defaults_is_refused_411(ceph: Endpoint, http: Any, bucket: str) -> None:
     https = ceph.client(https=True)
     wire = Wire(https)
@@ -123,12 +126,14 @@ def test_b_put_object_over_https_with_boto3_defaults_is_refused_411(ceph: Endpoi
     assert keys(http, bucket) == []
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_b_put_object_over_https_works_when_checksums_only_when_required(ceph: Endpoint, bucket: str) -> None:
     https = ceph.client(https=True, request_checksum_calculation="when_required")
     https.put_object(Bucket=bucket, Key="b", Body=BODY)
     assert https.get_object(Bucket=bucket, Key="b")["Body"].read() == BODY
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_b_an_explicit_flexible_checksum_over_https_is_refused_even_when_required(
     ceph: Endpoint, http: Any, bucket: str
 ) -> None:
@@ -139,6 +144,7 @@ def test_b_an_explicit_flexible_checksum_over_https_is_refused_even_when_require
     assert keys(http, bucket) == []
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_b_upload_part_over_https_follows_the_same_rule(ceph: Endpoint, bucket: str) -> None:
     defaults = ceph.client(https=True)
     upload = defaults.create_multipart_upload(Bucket=bucket, Key="m")["UploadId"]
@@ -152,6 +158,7 @@ def test_b_upload_part_over_https_follows_the_same_rule(ceph: Endpoint, bucket: 
 
 
 @pytest.mark.parametrize("overHttps", [False, True], ids=["http", "https"])
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_c_a_wrong_content_md5_is_refused_bad_digest(ceph: Endpoint, http: Any, bucket: str, overHttps: bool) -> None:
     client = ceph.client(https=overHttps, request_checksum_calculation="when_required")
     wrong = md5Base64(b"other bytes")
@@ -193,6 +200,7 @@ def test_d_a_right_sha256_is_not_reported_back_by_head(http: Any, bucket: str) -
     assert head["ETag"] == f'"{hashlib.md5(BODY).hexdigest()}"'  # noqa: S324
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_d_get_object_attributes_is_a_server_error(ceph: Endpoint, bucket: str) -> None:
     client = ceph.client(retries={"max_attempts": 1, "mode": "standard"})
     client.put_object(Bucket=bucket, Key="d", Body=BODY)
@@ -279,6 +287,7 @@ def test_h_storage_class_standard_is_accepted(http: Any, bucket: str) -> None:
 # (i) ------------------------------------------------------------------------------------------------------------
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_i_sse_s3_over_https_is_accepted_but_never_reported(ceph: Endpoint, bucket: str) -> None:
     https = ceph.client(https=True, request_checksum_calculation="when_required")
     answer = https.put_object(Bucket=bucket, Key="i", Body=BODY, ServerSideEncryption="AES256")
@@ -296,6 +305,7 @@ def test_i_sse_s3_over_http_is_refused_invalid_request(http: Any, bucket: str) -
 # (j) ------------------------------------------------------------------------------------------------------------
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_j_object_lock_works_without_content_md5_or_any_checksum(ceph: Endpoint, http: Any) -> None:
     """AWS demands Content-MD5 or a checksum on these requests; Ceph Pacific accepts them bare."""
     client = withoutChecksums(ceph.client(request_checksum_calculation="when_required"))
@@ -322,6 +332,7 @@ def test_j_object_lock_works_without_content_md5_or_any_checksum(ceph: Endpoint,
     assert http.get_object(Bucket=bucket, Key="j", VersionId=version)["Body"].read() == BODY
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_j_retention_over_https_with_boto3_defaults_is_refused_like_any_put(ceph: Endpoint, http: Any) -> None:
     bucket = f"facts-lock-{uuid.uuid4().hex[:12]}"
     http.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)

@@ -124,7 +124,20 @@ def test_manifest_that_is_not_a_manifest_is_a_clear_error(night: Night, s3: Any,
     assert outcome.code == 1 and "is not valid JSON" in outcome.lastError
 
 
-def test_day_without_manifest_points_to_the_manual_restore(night: Night, s3: Any, tmp_path: Path) -> None:
+def test_a_day_without_bookkeeping_restores_as_stored_and_says_nothing_proves_it(
+    night: Night, s3: Any, tmp_path: Path
+) -> None:
+    """A day laid out as upstream's extension stored it: the objects come back byte for byte, and the operator
+    is told plainly that no digest existed to prove them (tests/test_upstream_days.py has upstream's own)."""
     putDay(s3, night.bucket, TODAY, FILES, manifest=False)
     outcome = cli(night, "restore", TODAY.isoformat(), "--to", str(tmp_path / "restore"))
-    assert outcome.code == 1 and "has no manifest" in outcome.lastError and "aws s3 cp" in outcome.lastError
+    assert outcome.code == 0, outcome.stderr
+    assert tree(tmp_path / "restore") == FILES
+    assert "no recorded digest existed for this day" in outcome.stderr
+
+
+def test_an_interrupted_day_without_manifest_is_refused(night: Night, s3: Any, tmp_path: Path) -> None:
+    putDay(s3, night.bucket, TODAY, FILES, manifest=False, marker=True)
+    outcome = cli(night, "restore", TODAY.isoformat(), "--to", str(tmp_path / "restore"))
+    assert outcome.code == 1 and "marked incomplete and has no manifest" in outcome.lastError
+    assert not (tmp_path / "restore").exists()

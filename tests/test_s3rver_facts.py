@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from endpoints.base import Endpoint
 from endpoints.s3rver import S3rverServer
 from endpoints.s3rverfixture import s3rverBinary
+from versions import NEEDS_FLEXIBLE_DEFAULTS
 
 pytestmark = pytest.mark.s3rver
 
@@ -81,6 +82,7 @@ def md5Hex(data: bytes) -> str:
 # (a) PutObject with boto3's defaults (flexible CRC32 checksums since boto3 1.36)
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_put_with_default_crc32_over_http_stores_the_bytes(client: Any, bucket: str) -> None:
     headers = sentHeaders(client, "PutObject")
     body = os.urandom(1000)
@@ -91,6 +93,7 @@ def test_put_with_default_crc32_over_http_stores_the_bytes(client: Any, bucket: 
     assert etag == f'"{md5Hex(body)}"'
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_put_with_default_crc32_over_https_stores_the_aws_chunked_framing(s3rver: Endpoint, bucket: str) -> None:
     """Over TLS boto3 streams the body aws-chunked with a CRC32 trailer; s3rver does not decode it and keeps the
     framing as the object's content: silent corruption that only a content check (ETag vs MD5) catches."""
@@ -106,6 +109,7 @@ def test_put_with_default_crc32_over_https_stores_the_aws_chunked_framing(s3rver
     assert etag == f'"{md5Hex(stored)}"' != f'"{md5Hex(body)}"'
 
 
+@NEEDS_FLEXIBLE_DEFAULTS  # pins boto3 >= 1.36's defaults
 def test_put_over_https_with_checksums_when_required_stores_the_bytes(s3rver: Endpoint, bucket: str) -> None:
     tls = s3rver.client(https=True, request_checksum_calculation="when_required")
     headers = sentHeaders(tls, "PutObject")

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import pwd
 import signal
 import socket
 import sys
@@ -37,7 +35,6 @@ from cedar_s3.bucketformat import (
     MAX_KEY_BYTES,
     SIGNATURE_NAME,
     TOOL,
-    Encryption,
     IncompleteMarker,
     ManifestHeader,
     ManifestWriter,
@@ -47,13 +44,12 @@ from cedar_s3.bucketformat import (
 from cedar_s3.children import Deadlines
 from cedar_s3.config import AmazonS3Config, LocalConfig
 from cedar_s3.digest import HashingWriter
+from cedar_s3.protection import NightEncryption, nightDeadlines, nightEncryption, nightSigner
 from cedar_s3.stagedtree import StagedListing, StagedTree
 from cedar_s3.staging import STORE_INDICATOR, applySizeLimits, findCorrectDailyDir, ownerIds, writeStoreIndicator
 
 if TYPE_CHECKING:  # these import boto3 or gnupg, which cback3 should not pay for at start-up
-    from cedar_s3.gpg.encrypt import GnuPGEncryptor
     from cedar_s3.gpg.sign import ManifestSigner
-    from cedar_s3.legacy import CommandEncryptor
     from cedar_s3.s3.store import S3Store
     from cedar_s3.upload.records import RecordTable
     from cedar_s3.upload.reuse import RemoteListing
@@ -81,20 +77,6 @@ class StagedDay:
     @property
     def path(self) -> str:
         return self.tree.directory
-
-
-@dataclass
-class NightEncryption:
-    """The night's encryption: native GnuPG, upstream's command, or neither."""
-
-    gnupg: GnuPGEncryptor | None = None
-    command: CommandEncryptor | None = None
-
-    @property
-    def mode(self) -> Encryption:
-        if self.gnupg is not None:
-            return self.gnupg.mode
-        return Encryption.COMMAND if self.command is not None else Encryption.NONE
 
 
 @dataclass
@@ -159,15 +141,6 @@ def _terminationHandled() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _deadlines(settings: AmazonS3Config) -> Deadlines:
-    default = Deadlines()
-    allowance = float(settings.childTimeout) if settings.childTimeout else default.allowance
-    floor = settings.childMinThroughput.bytes if settings.childMinThroughput else default.minThroughput
-    if settings.maxBandwidth:  # a capped upload is slow on purpose: gpg streaming into it must not be killed
-        floor = min(floor, settings.maxBandwidth.bytes / 2)
-    return Deadlines(allowance, floor)
-
-
 def _sweepLeftovers(config: Any, settings: AmazonS3Config) -> None:
     """Remove what a killed night left: our work areas and private GnuPG homes (ours by name and owner, unused,
     older than ``<sweep_after_minutes>``), each one logged."""
@@ -219,77 +192,17 @@ def _writeToAmazonS3(config: Any, settings: AmazonS3Config, days: list[StagedDay
     """Store each day, with one S3 connection pool and one encryption set-up for the whole night."""
     from cedar_s3.s3.session import buildStore
 
-    deadlines = _deadlines(settings)
+    deadlines = nightDeadlines(settings)
     with (
         buildStore(settings, config.options.backupUser) as store,
-        _encryption(config, settings, deadlines) as encryption,
-        _signing(settings, deadlines) as signer,
+        nightEncryption(config, settings, deadlines) as encryption,
+        nightSigner(settings, deadlines) as signer,
     ):
         logger.info("Checksums: %s.", store.policy.reason)
         store.checkBucket(needObjectLock=settings.objectLockMode is not None)
         night = Night(settings, store, encryption, signer, deadlines)
         for day in days:
             _storeDay(night, day)
-
-
-@contextlib.contextmanager
-def _encryption(config: Any, settings: AmazonS3Config, deadlines: Deadlines) -> Iterator[NightEncryption]:
-    """The configured encryptor, proven by a self-check, torn down on every exit."""
-    if settings.encryptCommand is not None:
-        from cedar_s3.legacy import CommandEncryptor
-        from cedar_s3.workarea import WorkArea
-
-        with WorkArea(config.options.workingDir, *ownerIds(config)) as area:
-            command = CommandEncryptor(settings.encryptCommand, config.options.backupUser, area, deadlines)
-            command.selfCheck()
-            logger.debug("Encryption is enabled (<encrypt> command); self-check passed.")
-            yield NightEncryption(command=command)
-        return
-    if not settings.gpgEnabled:
-        logger.debug("Encryption is disabled; files will be uploaded in cleartext.")
-        yield NightEncryption()
-        return
-    from cedar_s3.gpg.encrypt import GnuPGEncryptor
-
-    gnupg = GnuPGEncryptor(
-        passphraseFile=settings.gpgPassphraseFile,
-        recipients=settings.gpgRecipients,
-        gnupgHome=settings.gpgHome or _defaultGnuPGHome(config.options.backupUser),
-        cipher=settings.gpgCipher,
-        compression=settings.gpgCompression,
-        s2kCount=settings.gpgS2kCount,
-        deadlines=deadlines,
-    )
-    try:
-        gnupg.selfCheck()
-        logger.debug("Encryption is enabled (%s); self-check passed.", gnupg.mode)
-        yield NightEncryption(gnupg=gnupg)
-    finally:
-        gnupg.close()
-
-
-@contextlib.contextmanager
-def _signing(settings: AmazonS3Config, deadlines: Deadlines) -> Iterator[ManifestSigner | None]:
-    """The manifest signer (``<gpg_sign_key>``), proven by signing a sample before any upload."""
-    if settings.gpgSignKey is None:
-        yield None
-        return
-    from cedar_s3.gpg.sign import ManifestSigner
-
-    home = settings.gpgSignHome or os.path.join(os.path.expanduser("~"), ".gnupg")
-    signer = ManifestSigner(settings.gpgSignKey, home, settings.gpgSignPassphraseFile, deadlines)
-    try:
-        signer.selfCheck()
-        yield signer
-    finally:
-        signer.close()
-
-
-def _defaultGnuPGHome(backupUser: str | None) -> str:
-    """The backup user's ``~/.gnupg`` when running as root (where upstream's gpg command found keys)."""
-    if os.geteuid() == 0 and backupUser:
-        return os.path.join(pwd.getpwnam(backupUser).pw_dir, ".gnupg")
-    return os.environ.get("GNUPGHOME") or os.path.expanduser("~/.gnupg")
 
 
 # -----------------------------------------------------------------------------------------------------------------

@@ -10,15 +10,16 @@ size the manifest promises: a hostile or damaged object that produces more is cu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cedar_s3.bucketformat import Encryption, StoredObject
-from cedar_s3.digest import READ_CHUNK
+from cedar_s3.digest import READ_CHUNK, ObjectHasher
 from cedar_s3.gpg.decrypt import DecryptError, DecryptKeys
 from cedar_s3.gpg.process import Sink
 from cedar_s3.s3.thaw import MAYBE_ARCHIVED
+from cedar_s3.upstreamday import UpstreamEvidence, UpstreamObject, looksLikeOpenPgp
 
 if TYPE_CHECKING:
     from cedar_s3.s3.download import ObjectStream
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["BadObjectError", "ObjectReader", "eachObject"]
 
 DECRYPT_PROBES = 3
+MAX_EXPANSION = 1024  # an upstream object's plaintext may be at most this many times its size (gpg compresses)
 
 
 class BadObjectError(OSError):
@@ -36,22 +38,38 @@ class BadObjectError(OSError):
 class _Stored:
     """The stored byte stream: hashed, counted, reported to progress, and refused past the recorded size."""
 
-    def __init__(self, raw: ObjectStream, limit: int, key: str, progress: Callable[[int], None]) -> None:
+    def __init__(
+        self, raw: ObjectStream, limit: int, key: str, progress: Callable[[int], None], partSizes: Sequence[int] = ()
+    ) -> None:
         self._raw = raw
+        self.parts = {size: ObjectHasher(size) for size in partSizes}
         self._limit = limit
         self._key = key
         self._progress = progress
         self.sha = hashlib.sha256()
+        self.md5: Any = hashlib.md5(usedforsecurity=False)
         self.size = 0
+        self._pending = b""
 
     def read(self, size: int = -1) -> bytes:
+        if self._pending:  # what ``peek`` read ahead comes first
+            data, self._pending = self._pending, b""
+            return data
         data = self._raw.read(READ_CHUNK if size < 0 else size)
         self.size += len(data)
         if self.size > self._limit:
             raise BadObjectError(f"{self._key}: the stored object is larger than the {self._limit} bytes recorded")
         self.sha.update(data)
+        self.md5.update(data)
+        for hasher in self.parts.values():
+            hasher.update(data)
         self._progress(len(data))
         return data
+
+    def peek(self) -> bytes:
+        """The first chunk, which the next ``read`` returns again."""
+        self._pending = self.read(READ_CHUNK)
+        return self._pending
 
     def close(self) -> None:
         self._raw.close()
@@ -65,7 +83,7 @@ class _Stored:
 
 
 class _Plain:
-    """The plaintext side: hashed, counted, cut off past the recorded size, then passed to the sink."""
+    """The plaintext side: hashed, counted, cut off past the recorded size (or a bound), then passed to the sink."""
 
     def __init__(self, limit: int, key: str, sink: Sink | None) -> None:
         self._limit = limit
@@ -129,10 +147,61 @@ class ObjectReader:
         if problem is not None:
             raise BadObjectError(problem)
 
+    def readUpstream(
+        self,
+        key: str,
+        item: UpstreamObject,
+        sink: Sink | None,
+        progress: Callable[[int], None] = lambda _count: None,
+        partSizes: Sequence[int] = (),
+    ) -> UpstreamEvidence:
+        """Stream an object of an upstream day (no record to check against): decrypt it where its first bytes
+        are an OpenPGP message, check its size against the listing, and return what it proved. ``partSizes``
+        asks for the multipart ETag these bytes would have at each part size (to match the listed one)."""
+        if item.storageClass in MAYBE_ARCHIVED:
+            thaw = self._store.thawStatus(key)
+            if thaw.needed:
+                raise BadObjectError(thaw.message)
+        plain = _Plain(item.size * MAX_EXPANSION + READ_CHUNK, key, sink)  # gpg may have compressed it
+        stored = _Stored(self._store.openStream(key), item.size, key, progress, partSizes)
+        try:
+            encrypted = looksLikeOpenPgp(stored.peek())
+            if encrypted:
+                self._keys.decrypt(Encryption.COMMAND, stored, plain, key, item.size)
+            else:
+                while chunk := stored.read(READ_CHUNK):
+                    plain(chunk)
+        finally:
+            stored.close()
+        if stored.size != item.size:
+            raise BadObjectError(f"{key}: {stored.size} bytes were read; the listing says {item.size}")
+        return UpstreamEvidence(
+            storedSize=stored.size,
+            storedSha256=stored.sha.hexdigest(),
+            storedMd5=stored.md5.hexdigest(),
+            plaintextSize=plain.size,
+            plaintextSha256=plain.sha.hexdigest(),
+            encrypted=encrypted,
+            partEtags={size: hasher.finish().md5Etag or "" for size, hasher in stored.parts.items()},
+        )
+
+
+class Readable(Protocol):
+    """What ``eachObject`` orders by: a manifest record, or an object of an upstream day."""
+
+    @property
+    def encryption(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+Item = TypeVar("Item", bound=Readable)
+
 
 def eachObject(
-    records: list[StoredObject], work: Callable[[StoredObject], Exception | None], *, jobs: int
-) -> list[tuple[StoredObject, Exception | None]]:
+    records: list[Item], work: Callable[[Item], Exception | None], *, jobs: int
+) -> list[tuple[Item, Exception | None]]:
     """Run ``work`` on every record (it returns the error for that record, or None) and pair up the results.
 
     Encrypted records go first, smallest first, one at a time until one decrypts; the rest run ``jobs`` at a
@@ -140,7 +209,7 @@ def eachObject(
     (a ValueError) instead of failing once per file.
     """
     pending = sorted(records, key=lambda record: (record.encryption == Encryption.NONE, record.size))
-    results: list[tuple[StoredObject, Exception | None]] = []
+    results: list[tuple[Item, Exception | None]] = []
     refused = 0
     while pending and pending[0].encryption != Encryption.NONE:
         record = pending.pop(0)

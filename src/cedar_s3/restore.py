@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from cedar_s3.bucketformat import StoredObject
 from cedar_s3.gpg.decrypt import DecryptKeys
 from cedar_s3.progress import Progress
 from cedar_s3.readback import ObjectReader, eachObject
 from cedar_s3.safedir import RestoreRefusedError, SafeDir
+from cedar_s3.upstreamday import UNKNOWN, UpstreamObject
 
 if TYPE_CHECKING:
     from cedar_s3.s3.store import S3Store
@@ -42,7 +43,11 @@ class RestoreReport:
     bytes: int = 0
 
 
-def selectRecords(records: list[StoredObject], patterns: Iterable[str]) -> list[StoredObject]:
+Restorable = StoredObject | UpstreamObject  # a manifest's record, or an object of a day upstream stored
+Chosen = TypeVar("Chosen", bound=Restorable)
+
+
+def selectRecords(records: Sequence[Chosen], patterns: Iterable[str]) -> list[Chosen]:
     """The records whose relative path matches any pattern (fnmatch; all records when none given)."""
     patterns = list(patterns)
     if not patterns:
@@ -51,10 +56,10 @@ def selectRecords(records: list[StoredObject], patterns: Iterable[str]) -> list[
 
 
 def checkRestorable(
-    store: S3Store, dayPrefix: str, records: list[StoredObject], target: SafeDir, keys: DecryptKeys
+    store: S3Store, dayPrefix: str, records: Sequence[Restorable], target: SafeDir, keys: DecryptKeys
 ) -> None:
     """Refuse, before anything is downloaded or written, what could not be restored whole."""
-    for mode in sorted({record.encryption for record in records}):
+    for mode in sorted({record.encryption for record in records} - {UNKNOWN}):
         keys.require(mode, store.location.url(dayPrefix))
     problems: list[str] = []
     for record in records:
@@ -72,7 +77,7 @@ def checkRestorable(
 def restoreDay(
     store: S3Store,
     dayPrefix: str,
-    records: list[StoredObject],
+    records: Sequence[Restorable],
     target: SafeDir,
     keys: DecryptKeys,
     progress: Progress,
@@ -80,16 +85,25 @@ def restoreDay(
     jobs: int,
     storageClasses: dict[str, str] | None = None,
 ) -> RestoreReport:
-    """Restore ``records`` of the day under ``dayPrefix`` into ``target``; the report names every failure."""
+    """Restore ``records`` of the day under ``dayPrefix`` into ``target``; the report names every failure.
+
+    A manifest's record is proven against its digests; an upstream day's object is checked against its listed
+    size and, where it is encrypted, gpg's integrity check: it has no recorded digest to prove.
+    """
     checkRestorable(store, dayPrefix, records, target, keys)
     reader = ObjectReader(store, keys, storageClasses)
     report = RestoreReport()
+    sizes: dict[str, int] = {}
 
-    def restoreOne(record: StoredObject) -> Exception | None:
+    def restoreOne(record: Restorable) -> Exception | None:
         key = dayPrefix + record.relative
 
         def fill(handle: BinaryIO) -> None:
-            reader.read(key, record, handle.write, progress.advance)
+            if isinstance(record, UpstreamObject):
+                sizes[record.relative] = reader.readUpstream(key, record, handle.write, progress.advance).plaintextSize
+            else:
+                reader.read(key, record, handle.write, progress.advance)
+                sizes[record.relative] = record.plaintextSize
 
         try:
             target.write(record.relative, fill)
@@ -99,10 +113,10 @@ def restoreDay(
         progress.fileDone(record.relative, ok=True)
         return None
 
-    for record, error in eachObject(records, restoreOne, jobs=jobs):
+    for record, error in eachObject(list(records), restoreOne, jobs=jobs):
         if error is None:
             report.restored.append(record.relative)
-            report.bytes += record.plaintextSize
+            report.bytes += sizes[record.relative]
         else:
             report.failed.append(str(error))
     return report

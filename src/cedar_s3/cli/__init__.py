@@ -14,18 +14,18 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from cedar_s3 import __version__
-from cedar_s3.cli import common, listcmd, prunecmd, restorecmd, verifycmd
+from cedar_s3.cli import adoptcmd, common, listcmd, prunecmd, restorecmd, verifycmd
 from cedar_s3.cli.common import EXIT_CODES, EXIT_FAILURE, PROG, CommandFailedError
 
 __all__ = ["buildParser", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (listcmd, restorecmd, verifycmd, prunecmd)
+COMMANDS: tuple[ModuleType, ...] = (listcmd, restorecmd, verifycmd, prunecmd, adoptcmd)
 
 
 def buildParser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="List, restore, verify and prune the days Cedar Backup's amazons3 store action (cedar-s3) "
+        description="List, restore, verify, prune and adopt the days Cedar Backup's amazons3 store action (cedar-s3) "
         f"keeps in S3, using the settings in cback3.conf.\n\n{EXIT_CODES}",
         epilog="examples:\n"
         + "".join(f"  {command.EXAMPLES[0]}\n" for command in COMMANDS)
@@ -40,7 +40,9 @@ def buildParser() -> argparse.ArgumentParser:
             command.NAME,
             help=command.SUMMARY,
             description=command.DESCRIPTION,
-            epilog="examples:\n" + "".join(f"  {example}\n" for example in command.EXAMPLES) + f"\n{EXIT_CODES}",
+            epilog="examples:\n"
+            + "".join(f"  {example}\n" for example in command.EXAMPLES)
+            + f"\n{getattr(command, 'EXIT_CODES', EXIT_CODES)}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.set_defaults(command=command)

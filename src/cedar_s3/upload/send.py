@@ -57,11 +57,20 @@ class Plaintext:
 class ObjectWriter:
     """Sends one day's objects under ``dayPrefix`` and makes their records."""
 
-    def __init__(self, store: S3Store, dayPrefix: str, commonMetadata: dict[str, str], storedAs: str) -> None:
+    def __init__(
+        self,
+        store: S3Store,
+        dayPrefix: str,
+        commonMetadata: dict[str, str],
+        storedAs: str,
+        *,
+        recordSourceMtime: bool = False,
+    ) -> None:
         self.store = store
         self.dayPrefix = dayPrefix
         self.common = commonMetadata
         self.storedAs = storedAs
+        self.recordSourceMtime = recordSourceMtime  # the listed mtime goes into each object's metadata (sync)
         self.composite = store.policy.flexible and not store.settings.etagsAreMd5  # SSE-KMS: HEAD proves parts
         self.pending: dict[str, list[PendingUpload]] = {}  # unfinished uploads found at the start, by key
 
@@ -82,6 +91,10 @@ class ObjectWriter:
             storedAs=self.storedAs or None,
         )
 
+    def metadata(self, staged: StagedFile, record: StoredObject) -> dict[str, str]:
+        mtime = staged.mtimeNs if self.recordSourceMtime else None
+        return objectMetadata(record, self.common, sourceMtimeNs=mtime)
+
     def checkEtag(self, key: str, etag: str, expected: str | None) -> None:
         if self.store.settings.etagsAreMd5 and etag and expected is not None and etag != expected:
             raise S3IntegrityError(
@@ -97,7 +110,7 @@ class ObjectWriter:
         key = self.key(staged)
         assert digest.md5 is not None
         etag = self.store.putObject(
-            key, data, md5=digest.md5, sha256=digest.sha256, metadata=objectMetadata(record, self.common)
+            key, data, md5=digest.md5, sha256=digest.sha256, metadata=self.metadata(staged, record)
         )
         self.checkEtag(key, etag, record.md5Etag)
         return record
@@ -113,7 +126,7 @@ class ObjectWriter:
         """Send an open file whose ``digest`` was made before (``partSizeFor`` its size decides one PUT or parts)."""
         record = self.record(staged, digest, plain, mode)
         key = self.key(staged)
-        metadata = objectMetadata(record, self.common)
+        metadata = self.metadata(staged, record)
         if digest.partSize is None:
             assert digest.md5 is not None
             with os.fdopen(os.dup(descriptor), "rb") as body:

@@ -133,6 +133,21 @@ def test_checksum_hashes_every_file_and_catches_an_edit_that_kept_its_mtime(
     assert s3.get_object(Bucket=bucket, Key="p/a.txt")["Body"].read() == b"ALPHA\n"
 
 
+def test_an_unchanged_run_costs_one_head_per_file_or_with_checksum_none(
+    tmp_path: Path, wire: FaultProxy, source: Path, bucket: str
+) -> None:
+    """The recorded mtime is in each object's metadata (a HEAD); --checksum reads every file instead and lets the
+    listing's MD5 ETags decide."""
+    assert sync(tmp_path, wire, source, f"s3://{bucket}/p").code == 0
+    since = len(wire.records)
+    assert sync(tmp_path, wire, source, f"s3://{bucket}/p").summary["hashed"] == 0
+    assert headCount(wire, since) == len(FILES)
+    since = len(wire.records)
+    assert sync(tmp_path, wire, source, f"s3://{bucket}/p", "--checksum").summary["hashed"] == len(FILES)
+    assert headCount(wire, since) == 0
+    assert writes(wire, since) == []
+
+
 def test_objects_written_by_aws_s3_sync_are_compared_by_their_md5_etag(
     tmp_path: Path, wire: FaultProxy, source: Path, s3: Any, bucket: str
 ) -> None:

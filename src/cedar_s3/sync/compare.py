@@ -3,7 +3,8 @@
 An object we wrote records its file's SHA-256, size and mtime (``cedar-plaintext-sha256``,
 ``cedar-plaintext-size``, ``cedar-source-mtime-ns``). In order of cost:
 
-1. no object, or one of another size: send (no HEAD, no hashing);
+1. no object, or one of another size: send (no HEAD, no hashing); with ``--checksum`` (every file is hashed) a
+   single-part object whose ETag is the file's MD5 is the same without a HEAD;
 2. our record, and the file's size and mtime are the recorded ones: the same (one HEAD, no hashing), unless
    ``--checksum``;
 3. our record, anything else: hash the file; the same exactly when its SHA-256 is the recorded one (a same-size
@@ -97,33 +98,47 @@ class Comparer:
             return Decision(file, True, "new")
         if remote.size != file.size:
             return Decision(file, True, f"size differs ({remote.size} bytes in the bucket)")
+        digest = None
+        if self.always and MD5_ETAG.match(remote.etag):
+            # --checksum reads the file anyway: a single-part object whose ETag is the file's MD5 needs no HEAD
+            digest = self.uploadDigest(file)
+            whole = self._whole(file, digest)
+            if whole.md5 is not None and whole.md5.hex() == remote.etag:
+                proven = localRecord(file, whole)
+                return Decision(file, False, "MD5 as its ETag", digest=digest, record=proven, hashed=True)
         try:
             head = self.store.head(remote.key)
         except S3NotFoundError:
             return Decision(file, True, "new (its object vanished from the bucket)")
         record = recordFromMetadata("object", remote.size, head.metadata)  # its name is ours to check, not the key's
         if record is not None and record.encryption == Encryption.NONE and self._describes(record, remote):
-            return self._againstRecord(file, record, sourceMtimeNs(head.metadata))
+            return self._againstRecord(file, record, sourceMtimeNs(head.metadata), digest)
         if MD5_ETAG.match(remote.etag) and head.serverSideEncryption != "aws:kms":
-            return self._againstEtag(file, remote.etag)
-        return Decision(file, True, "not comparable (an object of another tool without an MD5 ETag)")
+            return self._againstEtag(file, remote.etag, digest)
+        return Decision(file, True, "not comparable (an object of another tool without an MD5 ETag)", digest=digest)
 
     def _describes(self, record: StoredObject, remote: RemoteObject) -> bool:
         etagDiffers = self.store.settings.etagsAreMd5 and record.md5Etag is not None and record.md5Etag != remote.etag
         return record.size == remote.size and not etagDiffers
 
-    def _againstRecord(self, file: LocalFile, record: StoredObject, mtime: int | None) -> Decision:
+    def _whole(self, file: LocalFile, digest: Digest) -> Digest:
+        """The digest with the whole file's MD5 (a second pass when it would be stored in parts)."""
+        return digest if digest.partSize is None else self.hash(file, None)
+
+    def _againstRecord(
+        self, file: LocalFile, record: StoredObject, mtime: int | None, digest: Digest | None
+    ) -> Decision:
         kept = replace(record, relative=file.relative)
         if not self.always and mtime == file.staged.mtimeNs and record.plaintextSize == file.size:
             return Decision(file, False, "size and mtime as recorded", record=kept)
-        digest = self.uploadDigest(file)
+        digest = digest or self.uploadDigest(file)
         if digest.sha256Hex == record.plaintextSha256:
             return Decision(file, False, "SHA-256 as recorded", digest=digest, record=kept, hashed=True)
         return Decision(file, True, "content differs (SHA-256)", digest=digest, hashed=True)
 
-    def _againstEtag(self, file: LocalFile, etag: str) -> Decision:
-        digest = self.uploadDigest(file)
-        whole = digest if digest.partSize is None else self.hash(file, None)
+    def _againstEtag(self, file: LocalFile, etag: str, digest: Digest | None) -> Decision:
+        digest = digest or self.uploadDigest(file)
+        whole = self._whole(file, digest)
         assert whole.md5 is not None
         if whole.md5.hex() == etag:
             return Decision(file, False, "MD5 as its ETag", digest=digest, record=localRecord(file, whole), hashed=True)

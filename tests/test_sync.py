@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 
+from cedar_s3.bucketformat import hostMetadata, objectMetadata
+from cedar_s3.digest import ObjectHasher
+from cedar_s3.stagedtree import StagedFile
+from cedar_s3.sync.compare import localRecord
+from cedar_s3.sync.source import LocalFile
 from faultproxy import FaultProxy, corrupt_request_body
 from nightkit import MotoServer
 from synckit import deleteRequests, headCount, makeTree, objects, putKeys, run, runOnTerminal, syncArgs, writes
@@ -326,6 +331,35 @@ def test_verify_only_proves_a_multipart_object_of_aws_s3_sync(
     assert outcome.code == 0, outcome.stdout + outcome.stderr
     assert outcome.summary["verified"] == len(FILES) + 1
     (source / "big.bin").write_bytes(big[:-1] + bytes([big[-1] ^ 1]))
+    assert sync(tmp_path, wire, source, f"s3://{bucket}/p", "-v").problemPaths() == [str(source / "big.bin")]
+
+
+def test_verify_only_proves_a_multipart_object_by_its_recorded_part_size(
+    tmp_path: Path, wire: FaultProxy, source: Path, s3: Any, bucket: str
+) -> None:
+    """An object cedar-s3 sent in parts records its part size (``cedar-part-size``): -v hashes the file so."""
+    big = os.urandom(6 * 1024 * 1024 + 5)
+    partSize = 5 * 1024 * 1024
+    (source / "big.bin").write_bytes(big)
+    assert sync(tmp_path, wire, source, f"s3://{bucket}/p").code == 0  # small files; big.bin replaced below
+    hasher = ObjectHasher(partSize)
+    hasher.update(big)
+    record = localRecord(
+        LocalFile(StagedFile(0, "big.bin", len(big), 0, 0, 0, ""), "big.bin", "p/big.bin"), hasher.finish()
+    )
+    metadata = objectMetadata(record, hostMetadata("elsewhere"))
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="p/big.bin", Metadata=metadata)["UploadId"]
+    parts = []
+    for number, offset in enumerate(range(0, len(big), partSize), 1):
+        body = big[offset : offset + partSize]
+        etag = s3.upload_part(Bucket=bucket, Key="p/big.bin", UploadId=upload, PartNumber=number, Body=body)["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    s3.complete_multipart_upload(Bucket=bucket, Key="p/big.bin", UploadId=upload, MultipartUpload={"Parts": parts})
+    assert s3.head_object(Bucket=bucket, Key="p/big.bin")["ETag"].strip('"') == record.md5Etag
+    outcome = sync(tmp_path, wire, source, f"s3://{bucket}/p", "-v")
+    assert outcome.code == 0, outcome.stdout + outcome.stderr
+    assert outcome.summary["verified"] == len(FILES) + 1
+    (source / "big.bin").write_bytes(bytes([big[0] ^ 1]) + big[1:])
     assert sync(tmp_path, wire, source, f"s3://{bucket}/p", "-v").problemPaths() == [str(source / "big.bin")]
 
 

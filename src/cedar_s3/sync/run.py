@@ -20,7 +20,7 @@ import os
 import socket
 from collections import defaultdict
 
-from cedar_s3.bucketformat import Encryption, StoredObject, hostMetadata
+from cedar_s3.bucketformat import Encryption, StoredObject, hostMetadata, recordFromMetadata
 from cedar_s3.digest import digestDescriptor
 from cedar_s3.progress import makeProgress
 from cedar_s3.s3.errors import S3IntegrityError
@@ -246,9 +246,9 @@ class SyncRun:
         """None: one PUT; 0: parts of a size nobody recorded."""
         if "-" not in remote.etag:
             return None
-        recorded = self.store.head(remote.key).metadata.get("cedar-part-size", "")
-        if recorded.isdigit() and int(recorded) > 0:
-            return int(recorded)
+        record = recordFromMetadata("object", remote.size, self.store.head(remote.key).metadata)
+        if record is not None and record.partSize is not None:
+            return record.partSize
         parts = remote.etag.rpartition("-")[2]
         for chunk in FOREIGN_PART_SIZES:
             size = TransferPlan(0, chunk).partSizeFor(file.size)

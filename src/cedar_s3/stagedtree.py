@@ -21,7 +21,7 @@ import logging
 import os
 import stat
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cedar_s3.bucketformat import MAX_KEY_BYTES, checkRelativeKey, isIndicatorName
@@ -96,7 +96,10 @@ def _describe(info: os.stat_result) -> str:
 
 
 class StagedTree:
-    """``StagedTree.open(stagingDir, "YYYY/MM/DD")``: the day as a descriptor; ``list()``, ``openFile()``."""
+    """``StagedTree.open(stagingDir, "YYYY/MM/DD")``: the day as a descriptor; ``list()``, ``openFile()``.
+
+    ``StagedTree.openDirectory(path)`` and ``scan()`` do the same for any directory (``cback3-s3-sync``).
+    """
 
     def __init__(self, directory: str, descriptor: int, trustedOwners: frozenset[int]) -> None:
         self.directory = directory
@@ -125,6 +128,26 @@ class StagedTree:
             os.close(current)
             raise
         return cls(directory, current, trustedOwners | {os.geteuid()})
+
+    @classmethod
+    def openDirectory(cls, path: str, trustedOwners: frozenset[int] = frozenset()) -> StagedTree:
+        """Any directory the operator names (``cback3-s3-sync``'s sourceDir), opened as given; everything below
+        it is then reached without following a link, as for a staged day. ``trustedOwners`` as for ``open``,
+        and the directory's own owner is trusted too (it owns the tree)."""
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno == errno.ENOENT:
+                raise FileNotFoundError(errno.ENOENT, f"{path} does not exist") from None
+            if error.errno == errno.ENOTDIR:
+                raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a directory") from None
+            raise OSError(error.errno, f"Cannot open {path}: {error.strerror}") from None
+        return cls(path, descriptor, trustedOwners | {os.geteuid(), os.fstat(descriptor).st_uid})
+
+    @property
+    def trustedOwners(self) -> frozenset[int]:
+        """Who may own a file with several hard links and still be read (``openFile`` refuses anyone else's)."""
+        return self._trusted
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -197,6 +220,32 @@ class StagedTree:
                 else:
                     raise ValueError(f"Staged path {self._shown(relative)} is {_describe(info)}.")
         return StagedListing(self.directory, entries)
+
+    def scan(self) -> Sequence[tuple[str, os.stat_result]]:
+        """Every entry below the directory that is not itself a directory, in name order, as ``lstat`` saw it.
+
+        Unlike ``list`` nothing is filtered (``cback.*`` names included) and no naming rule is applied: the caller
+        decides what each entry means. Links are reported, never followed; an unreadable directory is an error
+        naming it, never a silent gap.
+        """
+        entries: list[tuple[str, os.stat_result]] = []
+        pending = [""]
+        while pending:
+            prefix = pending.pop()
+            with self._openDir(prefix) as descriptor:
+                try:
+                    with os.scandir(descriptor) as scan:
+                        children = [(entry.name, entry.stat(follow_symlinks=False)) for entry in scan]
+                except OSError as error:
+                    path = os.path.join(self.directory, prefix)
+                    raise OSError(error.errno, f"Cannot read directory {path!r}: {error.strerror}") from None
+            for name, info in children:
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append(prefix + name + "/")
+                else:
+                    entries.append((prefix + name, info))
+        entries.sort(key=lambda entry: entry[0])
+        return entries
 
     def _shown(self, relative: str) -> str:
         return repr(os.path.join(self.directory, relative))

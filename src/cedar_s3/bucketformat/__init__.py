@@ -39,7 +39,15 @@ from cedar_s3.bucketformat.manifest import (
     parseManifest,
 )
 from cedar_s3.bucketformat.markers import RECORD_LIMIT, IncompleteMarker, UploadRecord, VerifiedRecord
-from cedar_s3.bucketformat.metadata import commonMetadata, objectMetadata, recordFromMetadata, streamedMetadata
+from cedar_s3.bucketformat.metadata import (
+    SOURCE_MTIME_NS,
+    commonMetadata,
+    hostMetadata,
+    objectMetadata,
+    recordFromMetadata,
+    sourceMtimeNs,
+    streamedMetadata,
+)
 from cedar_s3.bucketformat.modes import DayKind, Encryption
 from cedar_s3.bucketformat.tool import TOOL
 
@@ -53,6 +61,7 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "RECORD_LIMIT",
     "SIGNATURE_NAME",
+    "SOURCE_MTIME_NS",
     "TOOL",
     "VERIFIED_RECORD",
     "Adoption",
@@ -69,6 +78,7 @@ __all__ = [
     "checkRelativeKey",
     "commonMetadata",
     "dateSuffix",
+    "hostMetadata",
     "isBookkeeping",
     "isIndicatorName",
     "now",
@@ -76,6 +86,7 @@ __all__ = [
     "parseDay",
     "parseManifest",
     "recordFromMetadata",
+    "sourceMtimeNs",
     "streamedMetadata",
     "uploadRecordName",
 ]

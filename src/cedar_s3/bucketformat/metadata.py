@@ -10,16 +10,34 @@ from __future__ import annotations
 from cedar_s3.bucketformat.manifest import StoredObject
 from cedar_s3.bucketformat.tool import TOOL
 
-__all__ = ["commonMetadata", "objectMetadata", "recordFromMetadata"]
+__all__ = [
+    "SOURCE_MTIME_NS",
+    "commonMetadata",
+    "hostMetadata",
+    "objectMetadata",
+    "recordFromMetadata",
+    "sourceMtimeNs",
+    "streamedMetadata",
+]
+
+# The source file's modification time (nanoseconds since the epoch) when it was read for this object; written by
+# ``cback3-s3-sync`` only, so a later sync can skip hashing a file whose size and mtime are still the recorded ones.
+SOURCE_MTIME_NS = "cedar-source-mtime-ns"
+
+
+def hostMetadata(host: str) -> dict[str, str]:
+    """What says which program on which host wrote an object (every object carries it)."""
+    return {"cedar-version": TOOL.split(" ", 1)[1], "cedar-host": host}
 
 
 def commonMetadata(host: str, day: str) -> dict[str, str]:
     """The fixed metadata every object of the day carries (and the marker and manifest too)."""
-    return {"cedar-version": TOOL.split(" ", 1)[1], "cedar-host": host, "cedar-day": day}
+    return hostMetadata(host) | {"cedar-day": day}
 
 
-def objectMetadata(record: StoredObject, common: dict[str, str]) -> dict[str, str]:
-    """A data object's metadata: the common fields plus everything ``recordFromMetadata`` reads back."""
+def objectMetadata(record: StoredObject, common: dict[str, str], *, sourceMtimeNs: int | None = None) -> dict[str, str]:
+    """A data object's metadata: the common fields plus everything ``recordFromMetadata`` reads back, and the
+    source file's mtime when given (``sourceMtimeNs`` reads it back)."""
     meta = dict(common)
     meta |= {
         "cedar-plaintext-sha256": record.plaintextSha256,
@@ -37,7 +55,17 @@ def objectMetadata(record: StoredObject, common: dict[str, str]) -> dict[str, st
         meta["cedar-stored-as"] = record.storedAs
     if record.wholeMd5 is not None:
         meta["cedar-whole-md5"] = record.wholeMd5
+    if sourceMtimeNs is not None:
+        meta[SOURCE_MTIME_NS] = str(sourceMtimeNs)
     return meta
+
+
+def sourceMtimeNs(metadata: dict[str, str]) -> int | None:
+    """The source mtime an object records (``SOURCE_MTIME_NS``), or None when it records none or a malformed one."""
+    text = metadata.get(SOURCE_MTIME_NS)
+    if text is None or not text.lstrip("-").isdigit():
+        return None
+    return int(text)
 
 
 def streamedMetadata(common: dict[str, str], *, encryption: str, plaintextSize: int, storedAs: str) -> dict[str, str]:

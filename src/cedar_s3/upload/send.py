@@ -57,11 +57,20 @@ class Plaintext:
 class ObjectWriter:
     """Sends one day's objects under ``dayPrefix`` and makes their records."""
 
-    def __init__(self, store: S3Store, dayPrefix: str, commonMetadata: dict[str, str], storedAs: str) -> None:
+    def __init__(
+        self,
+        store: S3Store,
+        dayPrefix: str,
+        commonMetadata: dict[str, str],
+        storedAs: str,
+        *,
+        recordSourceMtime: bool = False,
+    ) -> None:
         self.store = store
         self.dayPrefix = dayPrefix
         self.common = commonMetadata
         self.storedAs = storedAs
+        self.recordSourceMtime = recordSourceMtime  # the listed mtime goes into each object's metadata (sync)
         self.composite = store.policy.flexible and not store.settings.etagsAreMd5  # SSE-KMS: HEAD proves parts
         # Off AWS, a store may give a multipart object the MD5 of all its bytes as ETag (s3rver does) instead of
         # S3's MD5 of part MD5s: that one is recorded too, so one listing still proves the object.
@@ -87,6 +96,10 @@ class ObjectWriter:
             wholeMd5=digest.wholeMd5.hex() if digest.wholeMd5 is not None else None,
         )
 
+    def metadata(self, staged: StagedFile, record: StoredObject) -> dict[str, str]:
+        mtime = staged.mtimeNs if self.recordSourceMtime else None
+        return objectMetadata(record, self.common, sourceMtimeNs=mtime)
+
     def checkEtag(self, key: str, etag: str, record: StoredObject) -> None:
         """An MD5-form ETag that is not one of these bytes' forms: the store kept other bytes than were sent."""
         if self.store.settings.etagsAreMd5 and etag and record.md5Etag is not None and not record.etagMatches(etag):
@@ -103,7 +116,7 @@ class ObjectWriter:
         key = self.key(staged)
         assert digest.md5 is not None
         etag = self.store.putObject(
-            key, data, md5=digest.md5, sha256=digest.sha256, metadata=objectMetadata(record, self.common)
+            key, data, md5=digest.md5, sha256=digest.sha256, metadata=self.metadata(staged, record)
         )
         self.checkEtag(key, etag, record)
         return record
@@ -119,7 +132,7 @@ class ObjectWriter:
         """Send an open file whose ``digest`` was made before (``partSizeFor`` its size decides one PUT or parts)."""
         record = self.record(staged, digest, plain, mode)
         key = self.key(staged)
-        metadata = objectMetadata(record, self.common)
+        metadata = self.metadata(staged, record)
         if digest.partSize is None:
             assert digest.md5 is not None
             with os.fdopen(os.dup(descriptor), "rb") as body:

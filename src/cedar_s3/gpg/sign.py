@@ -147,6 +147,11 @@ class SignatureChecker:
         finally:
             os.unlink(path)
         valid = [line.split() for line in run.lines if line.startswith("[GNUPG:] VALIDSIG ")]
+        unknown = [line.split() for line in run.lines if line.startswith("[GNUPG:] ERRSIG ")]
+        if not valid and unknown and "NO_PUBKEY" in run.status:  # made by a key other than the trusted one
+            fields = unknown[-1]
+            who = fields[8] if len(fields) > 8 and fields[8] != "-" else fields[2]
+            raise SignatureError(f"{what}: the manifest is signed by {who}, not by the trusted key {self.trusted}.")
         if run.returncode != 0 or not valid or "BADSIG" in run.status:
             raise SignatureError(f"{what}: the manifest signature is not valid ({run.error()}).")
         fields = valid[-1]

@@ -23,7 +23,6 @@ from CedarBackup3.config import Config
 
 REGION = "us-east-1"
 MOTO_PYTHON = os.environ.get("CEDAR_S3_MOTO_PYTHON") or sys.executable
-TODAY = datetime.date.today()
 
 
 def freePort() -> int:
@@ -94,7 +93,7 @@ def newBucketName() -> str:
     return f"cedar-{uuid.uuid4().hex[:16]}"
 
 
-def dateSuffix(day: datetime.date = TODAY) -> str:
+def dateSuffix(day: datetime.date) -> str:
     return day.strftime("%Y/%m/%d")
 
 
@@ -108,7 +107,11 @@ def _element(name: str, value: Any) -> str:
 
 @dataclass
 class Night:
-    """A staging tree, working dir and cback3.conf in a temp dir, with the extension's settings."""
+    """A staging tree, working dir and cback3.conf in a temp dir, with the extension's settings.
+
+    ``day`` is the day the night stages and stores: today as of the test's start, not of the session's (a suite
+    that runs past midnight must not look for yesterday's keys). Keys and paths of the day come from it.
+    """
 
     root: Path
     bucket: str
@@ -117,6 +120,7 @@ class Night:
     backupUser: str = "root"
     backupGroup: str = "root"
     startingDay: str = "monday"
+    day: datetime.date = field(default_factory=datetime.date.today)
 
     def __post_init__(self) -> None:
         for name in ("stage", "work", "collect", "data"):
@@ -134,10 +138,23 @@ class Night:
     def configPath(self) -> Path:
         return self.root / "cback3.conf"
 
-    def dayDir(self, day: datetime.date = TODAY) -> Path:
-        return self.stageRoot / dateSuffix(day)
+    @property
+    def suffix(self) -> str:
+        """The day's date suffix, ``YYYY/MM/DD``: its staging dir below the staging root, its keys' first part."""
+        return dateSuffix(self.day)
 
-    def stage(self, files: dict[str, bytes], day: datetime.date = TODAY, peers: tuple[str, ...] = ()) -> Path:
+    def key(self, relative: str) -> str:
+        """The key of a staged file of the day (below ``<s3_bucket>``'s prefix, if any)."""
+        return f"{self.suffix}/{relative}"
+
+    def ago(self, days: int) -> datetime.date:
+        """The day ``days`` before the night's."""
+        return self.day - datetime.timedelta(days=days)
+
+    def dayDir(self, day: datetime.date | None = None) -> Path:
+        return self.stageRoot / dateSuffix(day or self.day)
+
+    def stage(self, files: dict[str, bytes], day: datetime.date | None = None, peers: tuple[str, ...] = ()) -> Path:
         """Lay out a staged day as ``stage`` leaves it: cback.stage at the top, cback.collect in each peer dir."""
         directory = self.dayDir(day)
         directory.mkdir(parents=True, exist_ok=True)
@@ -198,7 +215,7 @@ class Night:
         options = Options(argumentList=["--full", "amazons3"] if full else ["amazons3"])
         executeAction(str(self.configPath), options, config)
 
-    def indicator(self, day: datetime.date = TODAY) -> Path:
+    def indicator(self, day: datetime.date | None = None) -> Path:
         return self.dayDir(day) / "cback.amazons3"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from nightkit import Night, dateSuffix, getBytes, listKeys
+from nightkit import Night, getBytes, listKeys
 
 pytestmark = [
     pytest.mark.e2e,
@@ -87,9 +87,9 @@ def test_real_cback3_night_stores_the_day(tree: Path, backupUser: pwd.struct_pas
     assert staged, "stage produced no files"
     keys = listKeys(s3, bucket)
     for path in staged:
-        key = f"{dateSuffix()}/localhost/{path.name}"
+        key = night.key(f"localhost/{path.name}")
         assert getBytes(s3, bucket, key) == path.read_bytes()
-    assert f"{dateSuffix()}/cback.amazons3.manifest.json" in keys
+    assert night.key("cback.amazons3.manifest.json") in keys
     assert not any("cback.collect" in key or "cback.stage" in key for key in keys)
     indicator = day / "cback.amazons3"
     assert indicator.exists()

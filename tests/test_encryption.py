@@ -36,10 +36,9 @@ from gpgkit import (
     throwawayKey,
     writePassphraseFile,
 )
-from nightkit import Night, dateSuffix, getBytes, listKeys
+from nightkit import Night, getBytes, listKeys
 from test_e2e_cback3 import ensureBackupUser
 
-DAY = dateSuffix()
 MIB = 1024 * 1024
 LEGACY_COMMAND = "gpg -c --batch --yes --pinentry-mode loopback --passphrase-file {pp} -o ${{output}} ${{input}}"
 
@@ -112,9 +111,9 @@ def stageDay(night: Night) -> dict[str, bytes]:
     return files
 
 
-def download(s3: Any, bucket: str, relative: str) -> tuple[bytes, dict[str, str]]:
+def download(s3: Any, night: Night, relative: str) -> tuple[bytes, dict[str, str]]:
     """An object's bytes and user metadata, with plain boto3 (no cedar-s3 on the restore side)."""
-    response = s3.get_object(Bucket=bucket, Key=f"{DAY}/{relative}")
+    response = s3.get_object(Bucket=night.bucket, Key=night.key(relative))
     return response["Body"].read(), response["Metadata"]
 
 
@@ -124,7 +123,7 @@ def snapshot(home: Path) -> dict[str, tuple[int, int]]:
 
 def assertOnlyDayStored(s3: Any, night: Night, files: dict[str, bytes]) -> None:
     """Keys exactly as upstream names them: no .gpg suffix, no indicator files, plus our manifest."""
-    assert set(listKeys(s3, night.bucket)) == {f"{DAY}/{relative}" for relative in files} | {f"{DAY}/{MANIFEST_NAME}"}
+    assert set(listKeys(s3, night.bucket)) == {night.key(relative) for relative in files} | {night.key(MANIFEST_NAME)}
 
 
 # -- round trips ------------------------------------------------------------------------------------------------
@@ -144,7 +143,7 @@ def test_symmetric_night_restores_with_stock_gpg_and_the_passphrase_alone(
     night.run()
     assertOnlyDayStored(s3, night, files)
     for relative, data in files.items():
-        ciphertext, metadata = download(s3, night.bucket, relative)
+        ciphertext, metadata = download(s3, night, relative)
         assert ciphertext and ciphertext != data  # native mode encrypts empty files too
         assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == data
         assert metadata["cedar-encryption"] == "gpg-symmetric"
@@ -170,11 +169,11 @@ def test_public_key_night_restores_with_a_secret_key_kept_off_the_server(
     assert gpg(serverHome, "--list-secret-keys").stdout == b""  # it holds nothing that could decrypt
     assertOnlyDayStored(s3, night, files)
     for relative, data in files.items():
-        ciphertext, metadata = download(s3, night.bucket, relative)
+        ciphertext, metadata = download(s3, night, relative)
         assert ciphertext != data
         assert decrypt(ciphertext, home=admin.home) == data
         assert metadata["cedar-encryption"] == "gpg-public-key"
-    ciphertext, _ = download(s3, night.bucket, "localhost/etc.tar.gz")
+    ciphertext, _ = download(s3, night, "localhost/etc.tar.gz")
     assert decrypt(ciphertext, home=colleague.home) == files["localhost/etc.tar.gz"]  # each recipient alone
     assert night.indicator().exists()
     assertNothingLeft(night.workDir, privateTemp)
@@ -205,7 +204,7 @@ def test_symmetric_settings_show_in_the_ciphertext(
     night.stage({"host/data.tar": b"x" * 4096})
     night.settings |= {"gpg_passphrase_file": str(passphraseFile)} | settings
     night.run()
-    ciphertext, _ = download(s3, night.bucket, "host/data.tar")
+    ciphertext, _ = download(s3, night, "host/data.tar")
     packets = listPackets(ciphertext, restoreHome, passphraseFile)
     for text in expected:
         assert text in packets
@@ -230,10 +229,10 @@ def test_legacy_encrypt_command_quotes_paths_and_keeps_empty_files_plain(
     night.stage(files)
     night.settings["encrypt"] = LEGACY_COMMAND.format(pp=passphraseFile)
     night.run()
-    ciphertext, metadata = download(s3, night.bucket, "host/a b;$(touch x).tar")
+    ciphertext, metadata = download(s3, night, "host/a b;$(touch x).tar")
     assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == files["host/a b;$(touch x).tar"]
     assert metadata["cedar-encryption"] == "command"
-    plain, metadata = download(s3, night.bucket, "host/empty.tar")
+    plain, metadata = download(s3, night, "host/empty.tar")
     assert (plain, metadata["cedar-encryption"]) == (b"", "none")  # upstream stores empty files unencrypted
     assert not list(tmp_path.rglob("x")) and not list(commandHome.rglob("x"))
 
@@ -307,7 +306,7 @@ def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files
     assert sampler.fileModes == {0o600}
     assert sampler.dirModes == {0o700}
     for relative in ("host/d0/small-000.tar", "host/d3/small-087.tar", "host/d2/small-149.tar"):
-        ciphertext, metadata = download(s3, night.bucket, relative)
+        ciphertext, metadata = download(s3, night, relative)
         assert decrypt(ciphertext, home=admin.home) == files[relative]
         assert metadata["cedar-encryption"] == "gpg-public-key"
     assert len(listKeys(s3, night.bucket)) == len(files) + 1  # and the manifest
@@ -330,11 +329,11 @@ def test_manifest_records_plaintext_and_stored_checksums(night: Night, s3: Any, 
     files = stageDay(night)
     night.settings |= {"gpg_passphrase_file": str(passphraseFile), "gpg_s2k_count": 65536}
     night.run()
-    manifest = parseManifest(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    manifest = parseManifest(getBytes(s3, night.bucket, night.key(MANIFEST_NAME)), source="test")
     assert manifest.header.encryption == "gpg-symmetric"
     records = manifest.byRelative()
     for relative, data in files.items():
-        ciphertext, _ = download(s3, night.bucket, relative)
+        ciphertext, _ = download(s3, night, relative)
         record = records[relative]
         assert (record.plaintextSize, record.plaintextSha256) == (len(data), hashlib.sha256(data).hexdigest())
         assert (record.size, record.storedSha256) == (len(ciphertext), hashlib.sha256(ciphertext).hexdigest())
@@ -347,16 +346,16 @@ def test_rerun_recognises_encrypted_objects_already_stored(
     files = stageDay(night)
     night.settings |= {"gpg_passphrase_file": str(passphraseFile), "gpg_s2k_count": 65536}
     night.run()
-    first = {relative: download(s3, night.bucket, relative)[0] for relative in files}
+    first = {relative: download(s3, night, relative)[0] for relative in files}
     caplog.set_level(logging.INFO, logger="CedarBackup3.log.extend.amazons3")
     night.run()
     assert "skipped 4 already stored" in caplog.text
-    assert {relative: download(s3, night.bucket, relative)[0] for relative in files} == first
+    assert {relative: download(s3, night, relative)[0] for relative in files} == first
     caplog.clear()
     (night.dayDir() / "localhost" / "etc.tar.gz").write_bytes(b"changed since the last run")
     night.run()
     assert "skipped 3 already stored" in caplog.text
-    ciphertext, _ = download(s3, night.bucket, "localhost/etc.tar.gz")
+    ciphertext, _ = download(s3, night, "localhost/etc.tar.gz")
     assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == b"changed since the last run"
 
 
@@ -370,7 +369,7 @@ def test_a_long_temp_dir_leaves_gpg_agent_room_for_its_socket(
     night.stage({"host/data.tar": b"data"})
     night.settings["gpg_passphrase_file"] = str(passphraseFile)
     night.run()  # before the fix: "gpg: can't connect to the agent", exit 2, on the self-check
-    ciphertext, _ = download(s3, night.bucket, "host/data.tar")
+    ciphertext, _ = download(s3, night, "host/data.tar")
     assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == b"data"
     assert list(longTemp.iterdir()) == []
 
@@ -399,7 +398,7 @@ def test_documented_restore_by_hand_needs_only_aws_and_gpg(
     env |= {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
     env |= {"AWS_ENDPOINT_URL": endpoint}
     for marker in ("One file:", ".. _encryption-restore-day:"):
-        script = documentedBlock(marker).replace("example-backups", bucket).replace("2026/03/01", DAY)
+        script = documentedBlock(marker).replace("example-backups", bucket).replace("2026/03/01", night.suffix)
         done = subprocess.run(["bash", "-e", "-c", script], cwd=workspace, env=env, capture_output=True, check=False)
         assert done.returncode == 0, done.stderr.decode()
     assert (workspace / "etc.tar.gz").read_bytes() == files["localhost/etc.tar.gz"]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gpgkit import Key, agentsUnder, decrypt, exportPublicKey, generateKey, killAgent, newHome, writePassphraseFile
-from nightkit import Night, dateSuffix, listKeys
+from nightkit import Night, listKeys
 from test_e2e_cback3 import BACKUP_USER, CLEAN_PATH, ensureBackupUser
 
 pytestmark = [
@@ -27,7 +27,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("cback3") is None, reason="cback3 is not on PATH"),
 ]
 
-DAY = dateSuffix()
 LEGACY_COMMAND = "gpg -c --batch --yes --pinentry-mode loopback --passphrase-file {pp} -o ${{output}} ${{input}}"
 ODD_NAME = "a b;$(touch x).tar"
 
@@ -132,8 +131,8 @@ def stagedFiles(night: Night) -> dict[str, bytes]:
     }
 
 
-def download(s3: Any, bucket: str, relative: str) -> tuple[bytes, dict[str, str]]:
-    response = s3.get_object(Bucket=bucket, Key=f"{DAY}/{relative}")
+def download(s3: Any, night: Night, relative: str) -> tuple[bytes, dict[str, str]]:
+    response = s3.get_object(Bucket=night.bucket, Key=night.key(relative))
     return response["Body"].read(), response["Metadata"]
 
 
@@ -142,7 +141,7 @@ def assertDayStored(s3: Any, night: Night, staged: dict[str, bytes]) -> None:
     assert (night.dayDir() / "remote" / "cback.collect").exists()
     assert any(name.startswith("localhost/") for name in staged)
     assert "remote/nested/deeper/home.tar.bz2" in staged
-    expected = {f"{DAY}/{relative}" for relative in staged} | {f"{DAY}/cback.amazons3.manifest.json"}
+    expected = {night.key(relative) for relative in staged} | {night.key("cback.amazons3.manifest.json")}
     assert set(listKeys(s3, night.bucket)) == expected
     assert (night.dayDir() / "cback.amazons3").exists()
 
@@ -161,7 +160,7 @@ def test_public_key_night_through_real_cback3(
     staged = stagedFiles(night)
     assertDayStored(s3, night, staged)
     for relative, data in staged.items():
-        ciphertext, metadata = download(s3, night.bucket, relative)
+        ciphertext, metadata = download(s3, night, relative)
         assert decrypt(ciphertext, home=key.home) == data
         assert metadata["cedar-encryption"] == "gpg-public-key"
     assert "Stored " in log and "skipped 0 already stored" in log
@@ -183,7 +182,7 @@ def test_legacy_encrypt_command_through_real_cback3(
     assertDayStored(s3, night, staged)
     restore = newHome(tree / "restore")
     for relative, data in staged.items():
-        stored, metadata = download(s3, night.bucket, relative)
+        stored, metadata = download(s3, night, relative)
         if data:
             assert decrypt(stored, passphraseFile=passphraseFile, home=restore) == data
             assert metadata["cedar-encryption"] == "command"

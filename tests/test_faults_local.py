@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 
 from faultkit import (
-    DAY,
-    MANIFEST_KEY,
     MIB,
     assertNothingRecordedAsGood,
     keyPath,
@@ -29,7 +27,7 @@ from faultkit import (
     sha256,
 )
 from faultproxy import FaultProxy, delay, status
-from formatkit import INCOMPLETE_MARKER
+from formatkit import INCOMPLETE_MARKER, MANIFEST_NAME
 from gpgkit import Key, decrypt, throwawayKey, writePassphraseFile
 from nightkit import MotoServer, Night, getBytes, listKeys
 
@@ -91,7 +89,7 @@ def test_encrypting_big_files_needs_no_scratch_space(
         assert list(workDir.iterdir()) == [] and list(tempDir.iterdir()) == []
     assert night.indicator().exists()
     for relative, data in files.items():
-        stored = getBytes(s3, night.bucket, f"{DAY}/{relative}")
+        stored = getBytes(s3, night.bucket, night.key(relative))
         assert decrypt(stored, passphraseFile=passphrase, home=tmp_path) == data
 
 
@@ -106,9 +104,9 @@ def test_batched_small_files_need_room_for_one_ciphertext_per_upload(
         night.run()
         assert list(tempDir.iterdir()) == []
     assert night.indicator().exists()
-    assert len(listKeys(s3, night.bucket, DAY)) == len(files) + 1
+    assert len(listKeys(s3, night.bucket, night.suffix)) == len(files) + 1
     for relative in ("host1/small-000.tar", "host1/small-099.tar"):
-        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=recipient.home) == files[relative]
+        assert decrypt(getBytes(s3, night.bucket, night.key(relative)), home=recipient.home) == files[relative]
 
 
 def test_batch_filling_the_temp_dir_is_a_clear_oserror(
@@ -136,10 +134,11 @@ def test_batch_with_the_temp_dir_on_another_filesystem_than_staging(
         night.run()
         assert list(tempDir.iterdir()) == []
     assert night.indicator().exists()
-    assert set(listKeys(s3, night.bucket, DAY)) == {f"{DAY}/{relative}" for relative in files} | {MANIFEST_KEY}
+    expected = {night.key(relative) for relative in [*files, MANIFEST_NAME]}
+    assert set(listKeys(s3, night.bucket, night.suffix)) == expected
     for relative, data in files.items():
-        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=recipient.home) == data, relative
-    records = manifestOf(s3, night.bucket).byRelative()
+        assert decrypt(getBytes(s3, night.bucket, night.key(relative)), home=recipient.home) == data, relative
+    records = manifestOf(s3, night).byRelative()
     assert {relative: record.plaintextSha256 for relative, record in records.items()} == {
         relative: sha256(data) for relative, data in files.items()
     }
@@ -195,7 +194,7 @@ def test_staged_file_growing_after_the_listing_is_a_clear_valueerror(night: Nigh
     ):
         night.run()
     assertNothingRecordedAsGood(night, s3)
-    assert f"{DAY}/host1/b.tar" not in listKeys(s3, night.bucket)
+    assert night.key("host1/b.tar") not in listKeys(s3, night.bucket)
 
 
 def test_staged_file_vanishing_after_the_listing_is_a_clear_error(night: Night, s3: Any, moto: MotoServer) -> None:
@@ -207,7 +206,7 @@ def test_staged_file_vanishing_after_the_listing_is_a_clear_error(night: Night, 
     ):
         night.run()
     assertNothingRecordedAsGood(night, s3)
-    assert f"{DAY}/host1/b.tar" not in listKeys(s3, night.bucket)
+    assert night.key("host1/b.tar") not in listKeys(s3, night.bucket)
 
 
 def test_staged_file_growing_while_uploaded_is_a_clear_valueerror(night: Night, s3: Any, moto: MotoServer) -> None:

@@ -31,11 +31,8 @@ from cedar_s3.s3.session import buildStore
 from cedar_s3.s3.store import TransferPlan
 from cedar_s3.s3.thaw import thawStatus
 from cedar_s3.verify import VerificationError, verifyObjects
-from nightkit import MOTO_PYTHON, REGION, MotoServer, Night, dateSuffix, freePort, getBytes, listKeys
+from nightkit import MOTO_PYTHON, REGION, MotoServer, Night, freePort, getBytes, listKeys
 
-DAY = dateSuffix()
-MANIFEST = f"{DAY}/{MANIFEST_NAME}"
-MARKER = f"{DAY}/{INCOMPLETE_MARKER}"
 MIB = 1024 * 1024
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration-s3.rst"
 
@@ -116,8 +113,8 @@ def settingsOf(night: Night) -> AmazonS3Config:
     return settings
 
 
-def dataKeys(s3: Any, bucket: str) -> list[str]:
-    return sorted(key for key in listKeys(s3, bucket) if key != MANIFEST)
+def dataKeys(s3: Any, night: Night) -> list[str]:
+    return sorted(key for key in listKeys(s3, night.bucket) if key != night.key(MANIFEST_NAME))
 
 
 def stageSmall(night: Night) -> dict[str, bytes]:
@@ -138,11 +135,12 @@ def test_storage_class_reaches_every_object_and_the_manifest_stays_standard(
     stageSmall(night)
     night.settings["storage_class"] = storageClass
     night.run()
-    keys = dataKeys(s3, night.bucket)
+    keys = dataKeys(s3, night)
     assert len(keys) == 3
     for key in keys:
         assert s3.head_object(Bucket=night.bucket, Key=key)["StorageClass"] == storageClass
-    assert s3.head_object(Bucket=night.bucket, Key=MANIFEST).get("StorageClass", "STANDARD") == "STANDARD"
+    manifest = s3.head_object(Bucket=night.bucket, Key=night.key(MANIFEST_NAME))
+    assert manifest.get("StorageClass", "STANDARD") == "STANDARD"
 
 
 @pytest.mark.parametrize("storageClass", ["GLACIER", "DEEP_ARCHIVE"])
@@ -157,12 +155,12 @@ def test_archived_class_night_and_rerun_never_read_an_archived_object(
     (night.dayDir() / "host2" / "var.tar").unlink()
     night.run()  # same-day re-run: skips, replaces and cleans up through LIST and HEAD only
     read = {params["Key"] for params in wiretap.params("GetObject")}
-    assert read == {MANIFEST}, "only the (STANDARD) manifest may be read back"
-    keys = dataKeys(s3, night.bucket)
-    assert keys == [f"{DAY}/host1/etc.tar.gz", f"{DAY}/host2/empty"]
+    assert read == {night.key(MANIFEST_NAME)}, "only the (STANDARD) manifest may be read back"
+    keys = dataKeys(s3, night)
+    assert keys == [night.key("host1/etc.tar.gz"), night.key("host2/empty")]
     for key in keys:
         assert s3.head_object(Bucket=night.bucket, Key=key)["StorageClass"] == storageClass
-    assert "StorageClass" not in s3.head_object(Bucket=night.bucket, Key=MANIFEST)
+    assert "StorageClass" not in s3.head_object(Bucket=night.bucket, Key=night.key(MANIFEST_NAME))
     with pytest.raises(s3.exceptions.InvalidObjectState):
         s3.get_object(Bucket=night.bucket, Key=keys[0])
 
@@ -171,13 +169,14 @@ def test_restore_status_explains_archived_objects(night: Night, s3: Any) -> None
     stageSmall(night)
     night.settings["storage_class"] = "GLACIER"
     night.run()
-    key = f"{DAY}/host1/etc.tar.gz"
+    key = night.key("host1/etc.tar.gz")
     with buildStore(settingsOf(night), None) as store:
         status = store.thawStatus(key)
         assert status.needed and not status.inProgress
         assert f"aws s3api restore-object --bucket {night.bucket} --key {key}" in status.message
         assert "GLACIER" in status.message
-        assert store.thawStatus(MANIFEST).readable and store.thawStatus(MANIFEST).message == ""
+        manifest = store.thawStatus(night.key(MANIFEST_NAME))
+        assert manifest.readable and manifest.message == ""
         s3.restore_object(Bucket=night.bucket, Key=key, RestoreRequest={"Days": 1})
         restored = store.thawStatus(key)
     assert restored.readable and "restored and readable until" in restored.message
@@ -211,9 +210,9 @@ def test_sse_s3_reaches_every_object_including_manifest_and_marker(night: Night,
     stageSmall(night)
     night.settings["sse"] = "AES256"
     night.run()
-    for key in [*dataKeys(s3, night.bucket), MANIFEST]:
+    for key in [*dataKeys(s3, night), night.key(MANIFEST_NAME)]:
         assert s3.head_object(Bucket=night.bucket, Key=key)["ServerSideEncryption"] == "AES256", key
-    (marker,) = wiretap.params("PutObject", MARKER)
+    (marker,) = wiretap.params("PutObject", night.key(INCOMPLETE_MARKER))
     assert marker["ServerSideEncryption"] == "AES256"  # bucket policies that demand SSE would refuse it otherwise
     assert "StorageClass" not in marker and "ObjectLockMode" not in marker
 
@@ -230,7 +229,7 @@ def test_sse_kms_with_key_id_reaches_every_object(night: Night, s3: Any, kmsKey:
     stageSmall(night)
     night.settings |= {"sse": "aws:kms", "sse_kms_key_id": kmsKey, "checksum_calculation": "when_supported"}
     night.run()
-    for key in [*dataKeys(s3, night.bucket), MANIFEST]:
+    for key in [*dataKeys(s3, night), night.key(MANIFEST_NAME)]:
         head = s3.head_object(Bucket=night.bucket, Key=key)
         assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == kmsKey, key
 
@@ -256,12 +255,12 @@ def test_sse_kms_verification_uses_head_checksums_when_etags_are_not_md5(
     wiretap.fakeEtags = True
     night.run()
     headed = {params["Key"] for params in wiretap.params("HeadObject") if params.get("ChecksumMode") == "ENABLED"}
-    assert set(dataKeys(s3, night.bucket)) <= headed, "each object was proven by its HEAD checksum"
-    manifest = parseManifest(getBytes(s3, night.bucket, MANIFEST), source="test")
-    key = f"{DAY}/host1/etc.tar.gz"
+    assert set(dataKeys(s3, night)) <= headed, "each object was proven by its HEAD checksum"
+    manifest = parseManifest(getBytes(s3, night.bucket, night.key(MANIFEST_NAME)), source="test")
+    key = night.key("host1/etc.tar.gz")
     same = len(files["host1/etc.tar.gz"])
     with buildStore(settingsOf(night), None) as store:
-        assert verifyObjects(store, f"{DAY}/", manifest.objects) == 3
+        assert verifyObjects(store, f"{night.suffix}/", manifest.objects) == 3
         # a same-size replacement with a SHA-256 checksum: the checksum differs
         s3.put_object(
             Bucket=night.bucket,
@@ -272,13 +271,13 @@ def test_sse_kms_verification_uses_head_checksums_when_etags_are_not_md5(
             ChecksumAlgorithm="SHA256",
         )
         with pytest.raises(VerificationError, match=f"{key}: SHA-256 checksum differs"):
-            verifyObjects(store, f"{DAY}/", manifest.objects)
+            verifyObjects(store, f"{night.suffix}/", manifest.objects)
         # ... and one without (the SDK default CRC32): nothing proves it, so it is not passed either
         s3.put_object(Bucket=night.bucket, Key=key, Body=os.urandom(same), ServerSideEncryption="aws:kms")
         with pytest.raises(VerificationError, match=f"{key}: the endpoint returns no checksum"):
-            verifyObjects(store, f"{DAY}/", manifest.objects)
+            verifyObjects(store, f"{night.suffix}/", manifest.objects)
         with pytest.raises(VerificationError, match=f"{key}: downloaded bytes differ"):
-            verifyObjects(store, f"{DAY}/", manifest.objects, download=True)
+            verifyObjects(store, f"{night.suffix}/", manifest.objects, download=True)
 
 
 def test_tags_reach_every_object(night: Night, s3: Any, wiretap: Wiretap) -> None:
@@ -286,21 +285,21 @@ def test_tags_reach_every_object(night: Night, s3: Any, wiretap: Wiretap) -> Non
     night.settings["tag"] = ["backup=cedar", "cost-center=ops team+1", "path=a/b=c", "empty="]
     night.run()
     expected = {"backup": "cedar", "cost-center": "ops team+1", "path": "a/b=c", "empty": ""}
-    for key in [*dataKeys(s3, night.bucket), MANIFEST]:
+    for key in [*dataKeys(s3, night), night.key(MANIFEST_NAME)]:
         tagSet = s3.get_object_tagging(Bucket=night.bucket, Key=key)["TagSet"]
         assert {tag["Key"]: tag["Value"] for tag in tagSet} == expected, key
-    (marker,) = wiretap.params("PutObject", MARKER)
+    (marker,) = wiretap.params("PutObject", night.key(INCOMPLETE_MARKER))
     assert dict(urllib.parse.parse_qsl(marker["Tagging"], keep_blank_values=True)) == expected
 
 
 def test_fixed_metadata_on_every_object(night: Night, s3: Any, wiretap: Wiretap) -> None:
     stageSmall(night)
     night.run()
-    fixed = {"cedar-host": socket.gethostname(), "cedar-day": DAY, "cedar-version": __version__}
-    for key in [*dataKeys(s3, night.bucket), MANIFEST]:
+    fixed = {"cedar-host": socket.gethostname(), "cedar-day": night.suffix, "cedar-version": __version__}
+    for key in [*dataKeys(s3, night), night.key(MANIFEST_NAME)]:
         metadata = s3.head_object(Bucket=night.bucket, Key=key)["Metadata"]
         assert fixed.items() <= metadata.items(), key
-    (marker,) = wiretap.params("PutObject", MARKER)
+    (marker,) = wiretap.params("PutObject", night.key(INCOMPLETE_MARKER))
     assert fixed.items() <= marker["Metadata"].items()
 
 
@@ -367,7 +366,7 @@ def test_documented_path_style_example_works(night: Night, s3: Any, endpoint: st
     stageSmall(night)
     night.run()
     keys = listKeys(s3, night.bucket)
-    assert len(keys) == 4 and all(key.startswith(f"{documentedBucket.group(2)}/{DAY}/") for key in keys)
+    assert len(keys) == 4 and all(key.startswith(f"{documentedBucket.group(2)}/{night.suffix}/") for key in keys)
     assert wiretap.sent and all(inBucketPath(url, night.bucket) for _, url, _ in wiretap.sent)
 
 
@@ -572,7 +571,7 @@ def test_upload_tuning_reaches_the_wire(night: Night, s3: Any, wiretap: Wiretap)
         "checksum_calculation": "when_required",
     }
     night.run()
-    key = f"{DAY}/host/big.tar"
+    key = night.key("host/big.tar")
     head = s3.head_object(Bucket=night.bucket, Key=key)
     assert head["ETag"].strip('"').endswith("-3")
     assert head["Metadata"]["cedar-part-size"] == str(5 * MIB)
@@ -591,7 +590,7 @@ def test_max_bandwidth_caps_the_upload_rate(night: Night, s3: Any) -> None:
     started = time.monotonic()
     night.run()
     assert time.monotonic() - started >= 1.5
-    assert getBytes(s3, night.bucket, f"{DAY}/host/two.tar") == data
+    assert getBytes(s3, night.bucket, night.key("host/two.tar")) == data
 
 
 @pytest.mark.parametrize("size", [1, 5 * MIB, 100 * 1024**3, 1024**4, 5 * 1024**4])

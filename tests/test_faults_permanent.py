@@ -21,6 +21,7 @@ FAST = 5.0  # seconds: a permanent fault must not cost an hour of retries
 
 
 def runTimed(night: Night, expected: type[BaseException]) -> tuple[BaseException, float]:
+    """The night's error, caught as what Cedar Backup's caller sees (``OSError`` and its subclasses)."""
     night.stage({"host1/a.tar": os.urandom(10_000), "host2/b.tar": os.urandom(5_000)})
     started = time.monotonic()
     with pytest.raises(expected) as caught:
@@ -37,8 +38,8 @@ def test_invalid_credentials_say_to_fix_the_credentials(night: Night, s3: Any, p
     rule = proxy.add_rule(
         status(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
     )
-    error, elapsed = runTimed(night, S3AccessError)
-    assert isinstance(error, PermissionError)
+    error, elapsed = runTimed(night, PermissionError)
+    assert type(error) is S3AccessError
     message = str(error)
     assert message.startswith(f"checking bucket {night.bucket}: S3 rejected the credentials (InvalidAccessKeyId")
     assert "Fix the access key / secret" in message
@@ -49,8 +50,8 @@ def test_invalid_credentials_say_to_fix_the_credentials(night: Night, s3: Any, p
 
 def test_missing_bucket_says_the_bucket_does_not_exist(night: Night, s3: Any, proxy: FaultProxy) -> None:
     night.bucket = "cedar-no-such-bucket-4711"
-    error, elapsed = runTimed(night, S3NotFoundError)
-    assert isinstance(error, FileNotFoundError)
+    error, elapsed = runTimed(night, FileNotFoundError)
+    assert type(error) is S3NotFoundError
     assert str(error) == (
         "checking bucket cedar-no-such-bucket-4711: the bucket does not exist "
         "(check <s3_bucket>, <region> and <endpoint_url>)."
@@ -61,8 +62,8 @@ def test_missing_bucket_says_the_bucket_does_not_exist(night: Night, s3: Any, pr
 
 def test_access_denied_on_put_names_the_missing_permission(night: Night, s3: Any, proxy: FaultProxy) -> None:
     rule = proxy.add_rule(status(403, "AccessDenied", "Access Denied"), method="PUT")
-    error, elapsed = runTimed(night, S3AccessError)
-    assert isinstance(error, PermissionError)
+    error, elapsed = runTimed(night, PermissionError)
+    assert type(error) is S3AccessError
     assert "access denied on PutObject (AccessDenied: Access Denied). Grant s3:PutObject" in str(error)
     assert elapsed < FAST and rule.injected == 1  # refused once, not retried
     assertNothingStored(night, s3)
@@ -76,8 +77,8 @@ def test_clock_skew_says_to_fix_the_clock(night: Night, s3: Any, proxy: FaultPro
             "The difference between the request time and the current time is too large.",
         )
     )
-    error, elapsed = runTimed(night, S3Error)
-    assert isinstance(error, OSError)
+    error, elapsed = runTimed(night, OSError)
+    assert type(error) is S3Error  # no PermissionError: no permission fixes a clock
     assert "this machine's clock is too far from S3's" in str(error) and "Fix the clock (NTP)" in str(error)
     assert elapsed < FAST and rule.injected == 1, f"took {elapsed:.1f} s"  # one answer, not retried
     assertNothingStored(night, s3)
@@ -86,8 +87,8 @@ def test_clock_skew_says_to_fix_the_clock(night: Night, s3: Any, proxy: FaultPro
 @pytest.mark.parametrize("how", ["closed", "reset"])
 def test_endpoint_down_is_one_clear_connection_error(night: Night, s3: Any, proxy: FaultProxy, how: Any) -> None:
     proxy.refuse(how)
-    error, elapsed = runTimed(night, S3ConnectionError)
-    assert isinstance(error, ConnectionError)
+    error, elapsed = runTimed(night, ConnectionError)
+    assert type(error) is S3ConnectionError
     message = str(error)
     assert message.startswith(f"checking bucket {night.bucket}: ")
     refused = f"could not connect to {proxy.url}/" in message and message.endswith(

@@ -21,6 +21,7 @@ import pytest
 
 from cedar_s3.bucketformat import MANIFEST_NAME, parseManifest
 from cedar_s3.workarea import WorkArea
+from faultproxy import FaultProxy
 from gpgkit import (
     PASSPHRASE,
     Key,
@@ -313,13 +314,17 @@ def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files
     assertNothingLeft(night.workDir, privateTemp)
 
 
-def test_broken_encrypt_command_fails_the_night_before_the_first_upload(night: Night, s3: Any) -> None:
+def test_broken_encrypt_command_fails_the_night_before_the_first_upload(
+    night: Night, s3: Any, proxy: FaultProxy, tmp_path: Path
+) -> None:
     night.stage({f"host/f{index}.tar": os.urandom(100_000) for index in range(10)})
-    night.settings["encrypt"] = "/bin/false ${input} ${output}"
-    started = time.monotonic()
+    runs = tmp_path / "runs"  # one line per run of the command: the file it was given
+    night.settings["encrypt"] = f"echo ${{input}} >> {runs}; /bin/false ${{input}} ${{output}}"
     with pytest.raises(ValueError, match=r"<encrypt> command self-check failed: Error \[1\]"):
         night.run()
-    assert time.monotonic() - started < 1.0  # the whole night: config, listing, one run of the command
+    (run,) = runs.read_text().splitlines()  # run once, on the self-check's sample: not on any staged file
+    assert run.endswith("/self-check.txt") and not run.startswith(str(night.stageRoot))
+    assert proxy.requests_total == 0  # S3 was not even asked about the bucket
     assert listKeys(s3, night.bucket) == {}
     assert not night.indicator().exists()
     assert list(night.workDir.iterdir()) == []

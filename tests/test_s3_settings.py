@@ -589,7 +589,7 @@ def test_max_bandwidth_caps_the_upload_rate(night: Night, s3: Any) -> None:
     night.settings["max_bandwidth"] = "1 MB"
     started = time.monotonic()
     night.run()
-    assert time.monotonic() - started >= 1.5
+    assert time.monotonic() - started >= 1.5  # a lower bound: the cap itself is the behaviour (no upper bound here)
     assert getBytes(s3, night.bucket, night.key("host/two.tar")) == data
 
 

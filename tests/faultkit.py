@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import sys
 import threading
 import time
 import urllib.parse
@@ -19,7 +18,7 @@ from typing import Any
 
 from cedar_s3.bucketformat import INCOMPLETE_MARKER, MANIFEST_NAME, Manifest, parseManifest
 from faultproxy import FaultProxy
-from nightkit import Night, getBytes, listKeys
+from nightkit import Night, getBytes, listKeys, watchAudit
 
 MIB = 1024 * 1024
 MULTIPART = {"multipart_threshold": "5 MB", "multipart_chunksize": "5 MB"}
@@ -142,36 +141,22 @@ class ConnectAttempts:
     count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def saw(self, address: Any) -> None:
+    def saw(self, args: tuple[Any, ...]) -> None:
+        address = args[1]  # the socket.connect event's arguments: (socket, address)
         loopback = ("127.0.0.1", "::1", "localhost")
         if isinstance(address, tuple) and len(address) >= 2 and address[0] in loopback and address[1] == self.port:
             with self._lock:
                 self.count += 1
 
 
-_watching: list[ConnectAttempts] = []
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    """Python's ``socket.connect`` audit event: raised in the connecting thread, before the system call."""
-    if event == "socket.connect" and _watching:
-        for attempts in list(_watching):
-            attempts.saw(args[1])
-
-
-sys.addaudithook(_audit)  # for the whole session: an audit hook cannot be removed, so it only counts when asked
-
-
 @contextlib.contextmanager
 def connectAttempts(port: int) -> Iterator[ConnectAttempts]:
     """Count the connect() calls this process (the night runs in it) makes to ``port`` while the block runs.
 
-    Counted where they happen, so they include attempts that never reach a listener: a closed port refuses them
-    in the kernel, where no proxy sees a request. Each attempt botocore makes opens one connection.
+    Counted where they happen (Python's ``socket.connect`` audit event), so they include attempts that never
+    reach a listener: a closed port refuses them in the kernel, where no proxy sees a request. Each attempt
+    botocore makes opens one connection.
     """
     attempts = ConnectAttempts(port)
-    _watching.append(attempts)
-    try:
+    with watchAudit("socket.connect", attempts.saw):
         yield attempts
-    finally:
-        _watching.remove(attempts)

@@ -8,10 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,50 @@ def environment(**values: str | None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+# -- what the night does in this process, seen where it happens -----------------------------------------------
+
+_AUDIT_WATCHERS: list[tuple[str, Callable[[tuple[Any, ...]], None]]] = []
+_IN_AUDIT_HOOK = threading.local()
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if not _AUDIT_WATCHERS or getattr(_IN_AUDIT_HOOK, "active", False):
+        return
+    _IN_AUDIT_HOOK.active = True  # a watcher's own os calls raise events too: never watch those
+    try:
+        for name, callback in list(_AUDIT_WATCHERS):
+            if name == event:
+                callback(args)
+    finally:
+        _IN_AUDIT_HOOK.active = False
+
+
+sys.addaudithook(_audit)  # once, for the session: an audit hook cannot be removed, so it acts only when asked
+
+
+@contextlib.contextmanager
+def watchAudit(event: str, callback: Callable[[tuple[Any, ...]], None]) -> Iterator[None]:
+    """Call ``callback(args)`` for each Python audit event ``event`` (``open``, ``socket.connect`` ...) raised in
+    this process while the block runs: in the thread doing it, before it is done, so none is missed.
+
+    The night (``Night.run``) runs in this process, so this sees what it does with no stand-in in its way. An
+    exception in ``callback`` would abort the audited call in the product, so it is kept and raised afterwards.
+    """
+    errors: list[BaseException] = []
+
+    def guarded(args: tuple[Any, ...]) -> None:
+        try:
+            callback(args)
+        except Exception as error:
+            errors.append(error)
+
+    entry = (event, guarded)
+    _AUDIT_WATCHERS.append(entry)
+    try:
+        yield
+    finally:
+        _AUDIT_WATCHERS.remove(entry)
+    if errors:
+        raise AssertionError(f"watching {event} failed: {errors[0]!r}") from errors[0]

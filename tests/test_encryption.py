@@ -5,15 +5,13 @@ that recognise encrypted objects although GnuPG output is randomised.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +32,11 @@ from gpgkit import (
     listPackets,
     newHome,
     shortHome,
+    shortTmpfs,
     throwawayKey,
     writePassphraseFile,
 )
-from nightkit import Night, getBytes, listKeys
+from nightkit import Night, getBytes, listKeys, watchAudit
 from test_e2e_cback3 import ensureBackupUser
 
 MIB = 1024 * 1024
@@ -241,54 +240,30 @@ def test_legacy_encrypt_command_quotes_paths_and_keeps_empty_files_plain(
 # -- temp space, self-check, verification -----------------------------------------------------------------------
 
 
-class CiphertextSampler(threading.Thread):
-    """Looks again and again, while a night runs, at the files gpg writes in its batch directories (``batch-*``
-    inside a private GnuPG home under ``root``): peak bytes, and every mode it sees."""
+@dataclass
+class CiphertextReads:
+    """Every ciphertext the night reads back from a gpg batch directory (``batch-*`` in a private GnuPG home under
+    ``root``), each seen as it is opened: Python raises its ``open`` audit event in the reading thread before the
+    file is opened, so none is missed (a poller could miss them all). For each, the file's mode and the mode of
+    every directory under ``root`` at that moment."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(daemon=True)
-        self.root = root
-        self.peak = 0
-        self.fileModes: set[int] = set()
-        self.dirModes: set[int] = set()
-        self.done = threading.Event()
+    root: Path
+    files: dict[str, int] = field(default_factory=dict)  # path -> mode
+    dirModes: set[int] = field(default_factory=set)
 
-    def run(self) -> None:
-        while not self.done.is_set():
-            total = 0
-            for directory, dirNames, fileNames in os.walk(self.root):
-                for name in dirNames:
-                    self._note(self.dirModes, os.path.join(directory, name))
-                if not os.path.basename(directory).startswith("batch-"):
-                    continue
-                for name in fileNames:
-                    if name.endswith(".gpg"):
-                        path = os.path.join(directory, name)
-                        self._note(self.fileModes, path)
-                        total += self._size(path)
-            self.peak = max(self.peak, total)
-            time.sleep(0.002)
+    def saw(self, args: tuple[Any, ...]) -> None:
+        path = args[0]
+        if not isinstance(path, str) or not path.endswith(".gpg") or not path.startswith(f"{self.root}/"):
+            return
+        if not os.path.basename(os.path.dirname(path)).startswith("batch-"):
+            return
+        self.files[path] = os.stat(path).st_mode & 0o777
+        for directory, dirNames, _ in os.walk(self.root):
+            self.dirModes |= {os.stat(os.path.join(directory, name)).st_mode & 0o777 for name in dirNames}
 
     def during(self, night: Night) -> None:
-        """Run the night while sampling, and stop sampling however it ends."""
-        self.start()
-        try:
+        with watchAudit("open", self.saw):
             night.run()
-        finally:
-            self.done.set()
-            self.join()
-
-    @staticmethod
-    def _note(modes: set[int], path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):  # gone between listing and stat: done with, as it should be
-            modes.add(os.stat(path).st_mode & 0o777)
-
-    @staticmethod
-    def _size(path: str) -> int:
-        try:
-            return os.stat(path).st_size
-        except FileNotFoundError:
-            return 0
 
 
 def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files_private(
@@ -298,20 +273,52 @@ def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files
     night.stage(files)
     before = {path: (path.stat().st_nlink, path.stat().st_mode) for path in night.dayDir().rglob("*.tar")}
     night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 3}
-    sampler = CiphertextSampler(privateTemp)
-    sampler.during(night)
+    reads = CiphertextReads(privateTemp)
+    reads.during(night)
     assert len(before) == len(files) and all(links == 1 for links, _ in before.values())
     assert {path: (path.stat().st_nlink, path.stat().st_mode) for path in before} == before  # links all gone
-    assert sampler.peak > 0, "the sampler never saw a ciphertext; the checks below would prove nothing"
-    assert sampler.peak <= 3 * (max(map(len, files.values())) + 1_000)  # one ciphertext per upload in flight
-    assert sampler.fileModes == {0o600}
-    assert sampler.dirModes == {0o700}
+    assert len(reads.files) == len(files)  # each file's ciphertext, read back from a batch directory
+    assert set(reads.files.values()) == {0o600}
+    assert reads.dirModes == {0o700}
     for relative in ("host/d0/small-000.tar", "host/d3/small-087.tar", "host/d2/small-149.tar"):
         ciphertext, metadata = download(s3, night, relative)
         assert decrypt(ciphertext, home=admin.home) == files[relative]
         assert metadata["cedar-encryption"] == "gpg-public-key"
     assert len(listKeys(s3, night.bucket)) == len(files) + 1  # and the manifest
     assertNothingLeft(night.workDir, privateTemp)
+
+
+PAGE = 4096  # tmpfs counts whole pages
+
+
+def pages(size: int) -> int:
+    return -(-size // PAGE) * PAGE
+
+
+def test_batched_files_never_hold_more_than_one_ciphertext_per_upload_in_flight(
+    bucket: str, endpoint: str, s3: Any, admin: Key, serverHome: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three batches at once (<max_concurrency>3, 64 files a batch), on one tmpfs holding the staged day, the temp
+    dir and room for three ciphertexts: a fourth on disk at any moment would not fit, and the night would fail."""
+    files = {f"host/d{index % 7}/file-{index:03d}.tar": os.urandom(200_000 + index * 37) for index in range(150)}
+    ciphertext = pages(max(map(len, files.values())) + 1_000)  # at most: the file, gpg's packets, a partial page
+    headroom = 96 * 1024  # cback3.conf, and the private home's keyring, trustdb, seed and lock files
+    assert headroom < ciphertext // 2  # so even half a fourth ciphertext does not fit
+    size = sum(pages(len(data)) for data in files.values()) + 3 * ciphertext + headroom
+    with shortTmpfs(f"{size // 1024}k") as mounted:
+        night = Night(mounted / "night", bucket, endpoint)  # staging and temp dir on one filesystem: hard links
+        night.stage(files)
+        (mounted / "temp").mkdir(mode=0o700)
+        monkeypatch.setattr(tempfile, "tempdir", str(mounted / "temp"))
+        night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 3}
+        reads = CiphertextReads(mounted / "temp")
+        reads.during(night)
+        assert len(reads.files) == len(files)  # every ciphertext was on this tmpfs, in a batch directory
+        assert night.indicator().exists()
+        assert list((mounted / "temp").iterdir()) == []
+    assert len(listKeys(s3, bucket)) == len(files) + 1
+    for relative in ("host/d0/file-000.tar", "host/d2/file-149.tar"):
+        assert decrypt(getBytes(s3, bucket, night.key(relative)), home=admin.home) == files[relative]
 
 
 def test_broken_encrypt_command_fails_the_night_before_the_first_upload(

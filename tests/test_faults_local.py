@@ -9,9 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,41 +25,8 @@ from faultkit import (
 )
 from faultproxy import FaultProxy, delay, status
 from formatkit import INCOMPLETE_MARKER, MANIFEST_NAME
-from gpgkit import Key, decrypt, throwawayKey, writePassphraseFile
+from gpgkit import Key, decrypt, throwawayKey, tmpfs, tmpfsTempDir, writePassphraseFile
 from nightkit import MotoServer, Night, getBytes, listKeys
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` at ``path``: another filesystem than staging, and one that fills."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    path.mkdir(exist_ok=True)
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (container without CAP_SYS_ADMIN?): {mount.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True, timeout=30)
-
-
-@contextlib.contextmanager
-def tmpfsTempDir(monkeypatch: pytest.MonkeyPatch, size: str) -> Iterator[Path]:
-    """The temp dir (where private GnuPG homes, and so gpg's batch outputs, go) on a tmpfs of ``size``."""
-    parent = Path(tempfile.mkdtemp(prefix="cs3f-", dir="/tmp"))
-    try:
-        with tmpfs(parent / "t", size) as path:
-            monkeypatch.setattr(tempfile, "tempdir", str(path))
-            yield path
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ def test_slowdown_and_internal_errors_are_retried_until_the_night_succeeds(
 
 
 def test_connection_reset_mid_multipart_fails_cleanly_and_a_rerun_resumes(
-    night: Night, s3: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    night: Night, s3: Any, proxy: FaultProxy
 ) -> None:
     files = withBig(smallFiles())
     night.stage(files)
@@ -111,7 +111,7 @@ def test_connection_reset_mid_multipart_fails_cleanly_and_a_rerun_resumes(
 
 
 def test_endpoint_dying_mid_multipart_leaves_an_upload_that_the_rerun_aborts(
-    night: Night, s3: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    night: Night, s3: Any, proxy: FaultProxy
 ) -> None:
     files = withBig(smallFiles())
     night.stage(files)
@@ -225,7 +225,7 @@ def test_mangled_upload_answers_end_in_correct_bytes_or_a_clean_failure(
 
 
 def test_objects_replaced_remotely_by_same_size_bytes_are_named_by_verify(
-    night: Night, s3: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    night: Night, s3: Any, proxy: FaultProxy
 ) -> None:
     files = withBig(smallFiles())
     night.stage(files)
@@ -272,9 +272,7 @@ def _fiveMib() -> dict[str, int]:
 # -- a re-run of a stored day dies half-way -----------------------------------------------------------------
 
 
-def test_same_day_rerun_failing_half_way_leaves_every_file_old_or_new(
-    night: Night, s3: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_same_day_rerun_failing_half_way_leaves_every_file_old_or_new(night: Night, s3: Any, proxy: FaultProxy) -> None:
     old = {f"host{index % 2}/f{index}.tar": os.urandom(5_000 + index) for index in range(6)}
     night.stage(old)
     night.settings |= {"max_attempts": 2, "max_concurrency": 1}

@@ -11,6 +11,8 @@ import pytest
 
 from cedar_s3.bucketformat import MANIFEST_NAME, parseManifest
 from cedar_s3.s3.errors import S3Error
+from faultkit import sentObjects
+from faultproxy import FaultProxy
 from nightkit import Night, dateSuffix, getBytes, listKeys
 
 
@@ -75,12 +77,14 @@ def test_rerun_replaces_changed_objects_and_removes_stale_ones(night: Night, s3:
     assert "host2/var.tar.bz2" not in {entry["relative"] for entry in manifest["objects"]}
 
 
-def test_rerun_skips_what_is_already_stored(night: Night, s3: Any, caplog: pytest.LogCaptureFixture) -> None:
-    staged(night)
+def test_rerun_skips_what_is_already_stored(night: Night, s3: Any, proxy: FaultProxy) -> None:
+    files = staged(night)
     night.run()
-    caplog.set_level("INFO", logger="CedarBackup3.log.extend.amazons3")
+    assert sentObjects(proxy, night) == sorted(files)
+    since = proxy.requests_total
     night.run()
-    assert any("skipped 5 already stored" in record.getMessage() for record in caplog.records)
+    assert sentObjects(proxy, night, since) == []  # none of the five is sent again
+    assert {relative: getBytes(s3, night.bucket, night.key(relative)) for relative in files} == files
 
 
 def test_failed_rerun_deletes_nothing_and_writes_no_indicator(night: Night, s3: Any) -> None:
@@ -187,15 +191,13 @@ def test_yesterday_is_used_when_today_is_not_staged(night: Night, s3: Any) -> No
     assert night.indicator(yesterday).exists()
 
 
-def test_rerun_after_a_storage_setting_change_sends_files_again(
-    night: Night, s3: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    staged(night)
+def test_rerun_after_a_storage_setting_change_sends_files_again(night: Night, s3: Any, proxy: FaultProxy) -> None:
+    files = staged(night)
     night.run()
     night.settings["storage_class"] = "STANDARD_IA"
-    caplog.set_level("INFO", logger="CedarBackup3.log.extend.amazons3")
+    since = proxy.requests_total
     night.run()
-    assert any("skipped 0 already stored" in record.getMessage() for record in caplog.records)
+    assert sentObjects(proxy, night, since) == sorted(files)  # every one again, none taken as stored
     assert s3.head_object(Bucket=night.bucket, Key=night.key("host1/etc.tar.gz"))["StorageClass"] == "STANDARD_IA"
 
 

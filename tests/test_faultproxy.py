@@ -11,6 +11,7 @@ import contextlib
 import errno
 import hashlib
 import random
+import re
 import socket
 import socketserver
 import threading
@@ -32,6 +33,7 @@ from faultproxy import (
     corrupt_request_body,
     corrupt_response_body,
     delay,
+    opaque_etags,
     reset_after,
     status,
     truncate_response_body,
@@ -210,6 +212,31 @@ def test_delay_and_read_timeout(proxy: FaultProxy, bucket: str) -> None:
     assert time.monotonic() - t0 >= 0.1  # a lower bound: the stall is the behaviour under test, not a speed
     with pytest.raises(bexc.ReadTimeoutError):
         c.head_object(Bucket=bucket, Key="k")
+
+
+def test_opaque_etags_hide_the_md5_in_headers_and_listings_but_not_in_object_bytes(
+    proxy: FaultProxy, bucket: str
+) -> None:
+    c = s3(proxy.url, attempts=1)
+    data = b"<ETag>&quot;not an answer, object bytes&quot;</ETag>"
+    md5 = '"' + hashlib.md5(data).hexdigest() + '"'  # noqa: S324
+    assert c.put_object(Bucket=bucket, Key="k", Body=data)["ETag"] == md5
+    up = c.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    part = c.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=1, Body=b"one part")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": part}]}
+    multipart = c.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload=parts)["ETag"]
+    rule = proxy.add_rule(opaque_etags())
+    head = c.head_object(Bucket=bucket, Key="k")["ETag"]
+    listed = {o["Key"]: o["ETag"] for o in c.list_objects_v2(Bucket=bucket)["Contents"]}
+    got = c.get_object(Bucket=bucket, Key="k")
+    assert head != md5 and re.fullmatch(r'"[0-9a-f]{32}"', head)
+    assert listed["k"] == head == got["ETag"]  # one stable value per object, wherever it is answered
+    assert listed["mp"] != multipart and listed["mp"].endswith('-1"') and multipart.endswith('-1"')
+    assert got["Body"].read() == data  # the object's own bytes are passed through untouched
+    changed = c.put_object(Bucket=bucket, Key="k", Body=b"changed")["ETag"]  # an opaque answer to the PUT too
+    assert c.head_object(Bucket=bucket, Key="k")["ETag"] == changed != head  # another object, another value
+    assert changed != '"' + hashlib.md5(b"changed").hexdigest() + '"'  # noqa: S324
+    assert rule.injected == 5
 
 
 def waitFor(check: Any, what: str, timeout: float = 30.0) -> None:

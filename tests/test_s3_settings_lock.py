@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cedar_s3.bucketformat import INCOMPLETE_MARKER, MANIFEST_NAME
+from faultproxy import FaultProxy
 from nightkit import Night, getBytes, listKeys, newBucketName
 
 
@@ -105,26 +106,13 @@ def test_locked_versions_survive_the_tools_cleanup_and_same_day_reruns(lockedNig
     assert set(listKeys(s3, bucket)) == {key("h/kept.tar"), manifest}
 
 
-def test_lock_with_checksums_when_required_sends_content_md5(
-    lockedNight: Night, s3: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_lock_with_checksums_when_required_sends_content_md5(lockedNight: Night, s3: Any, proxy: FaultProxy) -> None:
     """S3 refuses an object lock PUT without Content-MD5 or a flexible checksum; when_required must still work."""
-    from cedar_s3.s3 import session as s3module
-
-    sent: list[dict[str, str]] = []
-    original = s3module.makeClient
-
-    def makeClient(*args: Any, **kwargs: Any) -> Any:
-        client = original(*args, **kwargs)
-        client.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers)))
-        return client
-
-    monkeypatch.setattr(s3module, "makeClient", makeClient)
     lockedNight.stage({"h/a.tar": os.urandom(1000)})
     lockedNight.settings |= {"object_lock_mode": "GOVERNANCE", "object_lock_days": 1}
     lockedNight.settings["checksum_calculation"] = "when_required"
     lockedNight.run()
-    locked = [headers for headers in sent if "x-amz-object-lock-mode" in headers]
+    locked = [record.headers for record in proxy.records if "x-amz-object-lock-mode" in record.headers]
     assert len(locked) == 2  # the file and the manifest
-    assert all("Content-MD5" in headers for headers in locked)
+    assert all("content-md5" in headers for headers in locked)
     assert s3.head_object(Bucket=lockedNight.bucket, Key=lockedNight.key("h/a.tar"))["ObjectLockMode"] == "GOVERNANCE"

@@ -87,7 +87,8 @@ def sent(proxy: FaultProxy, night: Night, operation: str, key: str | None = None
 
 
 def metadataOf(request: Sent) -> dict[str, str]:
-    return {name.removeprefix("x-amz-meta-"): value for name, value in request.headers.items() if "x-amz-meta-" in name}
+    meta = "x-amz-meta-"
+    return {name.removeprefix(meta): value for name, value in request.headers.items() if name.startswith(meta)}
 
 
 def settingsOf(night: Night) -> AmazonS3Config:

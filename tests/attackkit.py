@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from nightkit import Night, dateSuffix, getBytes
+from nightkit import Night, getBytes
 
 ATTACKER = "cedarattk"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the venv's interpreter may sit under /root, unreadable to the attacker
@@ -37,7 +37,6 @@ ATTACKERS = Path(__file__).resolve().parent / "attackers"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REPLY_TIMEOUT = 20.0  # seconds an attacker gets to answer one command
 STOP_TIMEOUT = 10.0
-DAY = dateSuffix()
 STORE_INDICATOR_NAME = "cback.amazons3"  # also the first part of the names of the manifest and the marker
 MANIFEST_NAME = "cback.amazons3.manifest.json"  # the bucket format's, spelled out: the product's modules move
 AWS_SETTINGS = (  # what conftest put in this process's environment for the tests' S3 endpoint
@@ -189,12 +188,12 @@ def bucketContains(s3: Any, bucket: str, secretBytes: bytes) -> list[str]:
     return [name for name, data in allObjectBytes(s3, bucket).items() if secretBytes in data]
 
 
-def dayObjects(s3: Any, bucket: str) -> dict[str, bytes]:
-    """Today's objects, current versions, key to bytes."""
+def dayObjects(s3: Any, night: Night) -> dict[str, bytes]:
+    """The night's day's objects, current versions, key to bytes."""
     keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=DAY + "/"):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=night.bucket, Prefix=night.suffix + "/"):
         keys += [entry["Key"] for entry in page.get("Contents", [])]
-    return {key: getBytes(s3, bucket, key) for key in keys}
+    return {key: getBytes(s3, night.bucket, key) for key in keys}
 
 
 # -- the attacker's processes -----------------------------------------------------------------------------------
@@ -436,7 +435,7 @@ def storeGoodNight(night: Night, s3: Any) -> dict[str, bytes]:
     night.run()
     assert night.indicator().exists(), "the good night did not store the day"
     night.indicator().unlink()
-    return dayObjects(s3, night.bucket)
+    return dayObjects(s3, night)
 
 
 def checkedConfig(night: Night) -> Path:
@@ -462,9 +461,9 @@ def runNight(night: Night) -> BaseException | None:
     return None
 
 
-def _isOwn(key: str) -> bool:
+def _isOwn(night: Night, key: str) -> bool:
     """The extension's own objects of the day (manifest, incomplete marker), not staged data."""
-    return key.removeprefix(DAY + "/").startswith(STORE_INDICATOR_NAME)
+    return key.removeprefix(night.suffix + "/").startswith(STORE_INDICATOR_NAME)
 
 
 def isIndicator(path: Path) -> bool:
@@ -496,20 +495,20 @@ def defenceFailures(
     changes = target.changes()
     if changes:
         problems.append(f"the root-only target {target.path} changed: {', '.join(changes)}")
-    now = dayObjects(s3, night.bucket)
+    now = dayObjects(s3, night)
     if failed:
         if isIndicator(night.indicator()):
             problems.append(f"a failed night left the store indicator {night.indicator()}")
         # the data objects byte for byte; the manifest only has to be there (a night that fails after storing
         # and verifying the same content, e.g. on its indicator, rewrites it with new times)
-        damaged = sorted(key for key, data in previous.items() if not _isOwn(key) and now.get(key) != data)
+        damaged = sorted(key for key, data in previous.items() if not _isOwn(night, key) and now.get(key) != data)
         damaged += sorted(key for key in previous if key.endswith(MANIFEST_NAME) and key not in now)
         if damaged:
             problems.append(f"a failed night damaged the previous copy of the day: {damaged}")
     else:
         for key, data in now.items():
-            relative = key.removeprefix(DAY + "/")
-            if _isOwn(key):
+            relative = key.removeprefix(night.suffix + "/")
+            if _isOwn(night, key):
                 continue
             if legitimate.get(relative) != data:
                 problems.append(f"the night stored {key} with content that was never staged under that name")

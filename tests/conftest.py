@@ -70,6 +70,15 @@ def proxy(moto: MotoServer, night: Night) -> Iterator[FaultProxy]:
     assert faulty.errors == []
 
 
+@pytest.fixture
+def wire(moto: MotoServer) -> Iterator[FaultProxy]:
+    """A fault proxy in front of moto for a night the test sets up itself (a real cback3 run, say): its URL is the
+    endpoint to give that night, its records what the night sent."""
+    with FaultProxy("127.0.0.1", moto.port) as faulty:
+        yield faulty
+    assert faulty.errors == []
+
+
 SUMMARIZED = ("ceph", "s3rver", "debian", "upstream", "e2e")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import random
 import re
 import socket
@@ -71,6 +72,19 @@ def corrupt_response_body(offset: int = 0) -> Action:
 def delay(seconds: float) -> Action:
     """Stall before forwarding (cut short by ``sever_all``/``stop``)."""
     return Action("delay", seconds=seconds)
+
+
+def opaque_etags() -> Action:
+    """Relay the answer with every ETag (the header, and each ``<ETag>`` of an XML answer: a listing, a completed
+    multipart upload) replaced by a stable value that is not the MD5 of the object, as AWS answers for SSE-KMS
+    objects. An object's own bytes (a GetObject body) are never touched.
+
+    The one stand-in for AWS itself: no endpoint here encrypts with KMS the way AWS does (moto, Ceph and s3rver
+    all keep MD5 ETags for SSE-KMS objects), so an SSE-KMS night's verification is tested against this answer.
+    Values are derived from the real ETag: the same object gets the same value in a HEAD and in a listing, a
+    changed object gets another, and a multipart ETag keeps its ``-N``.
+    """
+    return Action("opaque_etags")
 
 
 @dataclasses.dataclass(eq=False)
@@ -198,6 +212,35 @@ def _flip(pieces: Pieces, offset: int) -> Pieces:
         else:
             yield data, payload
         seen += len(data) if payload else 0
+
+
+_ETAG_XML = re.compile(rb"<ETag>(.*?)</ETag>", re.DOTALL)
+_QUOTES = (b"&quot;", b"&#34;", b'"')
+
+
+def _opaque(etag: bytes) -> bytes:
+    """An ETag, quoted as it came, turned into a stable value that is not an MD5 of the data (see opaque_etags)."""
+    quote = next((q for q in _QUOTES if etag.startswith(q) and etag.endswith(q) and len(etag) > 2 * len(q)), b"")
+    digest, dash, parts = etag[len(quote) : len(etag) - len(quote)].partition(b"-")
+    opaque = hashlib.sha256(b"opaque etag " + digest).hexdigest()[:32].encode()
+    return quote + opaque + dash + parts + quote
+
+
+def _is_xml(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"content-type" and b"xml" in v.lower() for k, v in headers)
+
+
+def _opaque_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(k, _opaque(v) if k.lower() == b"etag" else v) for k, v in headers]
+
+
+def _with_body(
+    resp: tuple[bytes, list[tuple[bytes, bytes]]], body: bytes
+) -> tuple[tuple[bytes, list[tuple[bytes, bytes]]], bytes]:
+    """The response head framed for ``body`` by length (the proxy closes the connection after it anyway)."""
+    framing = (b"content-length", b"transfer-encoding")
+    headers = [(k, v) for k, v in resp[1] if k.lower() not in framing] + [(b"Content-Length", b"%d" % len(body))]
+    return (resp[0], headers), body
 
 
 def _reset(sock: socket.socket) -> None:
@@ -473,9 +516,16 @@ class FaultProxy:
         pieces = iter(()) if no_body else upstream.body(resp[1], to_eof=True)
         if action is not None and kind == "corrupt_response_body":
             pieces = _flip(pieces, action.n)
-        raw = b"".join(d for d, _ in pieces)
+        received = list(pieces)
+        raw = b"".join(d for d, _ in received)
         if action is not None and kind == "truncate_response_body":
             raw = raw[: action.n]
+        if action is not None and kind == "opaque_etags":
+            resp = (resp[0], _opaque_headers(resp[1]))
+            if not no_body and _is_xml(resp[1]):  # S3's own answer, not an object's bytes: rewritten, then reframed
+                payload = b"".join(d for d, is_payload in received if is_payload)
+                body = _ETAG_XML.sub(lambda m: b"<ETag>" + _opaque(m[1]) + b"</ETag>", payload)
+                resp, raw = _with_body(resp, body)
         rec.status = code
         c.sock.sendall(_head(*resp) + raw)
         return False

@@ -134,6 +134,47 @@ def isolatedTempDir(monkeypatch: pytest.MonkeyPatch, factory: pytest.TempPathFac
 
 
 @contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``path``: another filesystem than staging, and one that fills."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir(exist_ok=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (container without CAP_SYS_ADMIN?): {mount.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True, timeout=30)
+
+
+@contextlib.contextmanager
+def shortTmpfs(size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` under /tmp, at a path short enough to hold private GnuPG homes (see ``isolatedTempDir``:
+    from a longer temp dir the extension puts them in /tmp instead)."""
+    parent = Path(tempfile.mkdtemp(prefix="cs3f-", dir="/tmp"))
+    try:
+        with tmpfs(parent / "t", size) as path:
+            yield path
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def tmpfsTempDir(monkeypatch: pytest.MonkeyPatch, size: str) -> Iterator[Path]:
+    """The temp dir (where private GnuPG homes, and so gpg's batch outputs, go) on a tmpfs of ``size``."""
+    with shortTmpfs(size) as path:
+        monkeypatch.setattr(tempfile, "tempdir", str(path))
+        yield path
+
+
+@contextlib.contextmanager
 def shortHome() -> Iterator[Path]:
     """A HOME for a command's own gpg whose ~/.gnupg is short enough for gpg-agent's socket; agent stopped after."""
     path = Path(tempfile.mkdtemp(prefix="cs3h-", dir="/tmp"))

@@ -8,10 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from versions import clientConfig
 
 REGION = "us-east-1"
 MOTO_PYTHON = os.environ.get("CEDAR_S3_MOTO_PYTHON") or sys.executable
-TODAY = datetime.date.today()
 
 
 def freePort() -> int:
@@ -95,7 +95,7 @@ def newBucketName() -> str:
     return f"cedar-{uuid.uuid4().hex[:16]}"
 
 
-def dateSuffix(day: datetime.date = TODAY) -> str:
+def dateSuffix(day: datetime.date) -> str:
     return day.strftime("%Y/%m/%d")
 
 
@@ -109,7 +109,11 @@ def _element(name: str, value: Any) -> str:
 
 @dataclass
 class Night:
-    """A staging tree, working dir and cback3.conf in a temp dir, with the extension's settings."""
+    """A staging tree, working dir and cback3.conf in a temp dir, with the extension's settings.
+
+    ``day`` is the day the night stages and stores: today as of the test's start, not of the session's (a suite
+    that runs past midnight must not look for yesterday's keys). Keys and paths of the day come from it.
+    """
 
     root: Path
     bucket: str
@@ -118,6 +122,7 @@ class Night:
     backupUser: str = "root"
     backupGroup: str = "root"
     startingDay: str = "monday"
+    day: datetime.date = field(default_factory=datetime.date.today)
 
     def __post_init__(self) -> None:
         for name in ("stage", "work", "collect", "data"):
@@ -135,10 +140,23 @@ class Night:
     def configPath(self) -> Path:
         return self.root / "cback3.conf"
 
-    def dayDir(self, day: datetime.date = TODAY) -> Path:
-        return self.stageRoot / dateSuffix(day)
+    @property
+    def suffix(self) -> str:
+        """The day's date suffix, ``YYYY/MM/DD``: its staging dir below the staging root, its keys' first part."""
+        return dateSuffix(self.day)
 
-    def stage(self, files: dict[str, bytes], day: datetime.date = TODAY, peers: tuple[str, ...] = ()) -> Path:
+    def key(self, relative: str) -> str:
+        """The key of a staged file of the day (below ``<s3_bucket>``'s prefix, if any)."""
+        return f"{self.suffix}/{relative}"
+
+    def ago(self, days: int) -> datetime.date:
+        """The day ``days`` before the night's."""
+        return self.day - datetime.timedelta(days=days)
+
+    def dayDir(self, day: datetime.date | None = None) -> Path:
+        return self.stageRoot / dateSuffix(day or self.day)
+
+    def stage(self, files: dict[str, bytes], day: datetime.date | None = None, peers: tuple[str, ...] = ()) -> Path:
         """Lay out a staged day as ``stage`` leaves it: cback.stage at the top, cback.collect in each peer dir."""
         directory = self.dayDir(day)
         directory.mkdir(parents=True, exist_ok=True)
@@ -199,7 +217,7 @@ class Night:
         options = Options(argumentList=["--full", "amazons3"] if full else ["amazons3"])
         executeAction(str(self.configPath), options, config)
 
-    def indicator(self, day: datetime.date = TODAY) -> Path:
+    def indicator(self, day: datetime.date | None = None) -> Path:
         return self.dayDir(day) / "cback.amazons3"
 
 
@@ -230,3 +248,50 @@ def environment(**values: str | None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+# -- what the night does in this process, seen where it happens -----------------------------------------------
+
+_AUDIT_WATCHERS: list[tuple[str, Callable[[tuple[Any, ...]], None]]] = []
+_IN_AUDIT_HOOK = threading.local()
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if not _AUDIT_WATCHERS or getattr(_IN_AUDIT_HOOK, "active", False):
+        return
+    _IN_AUDIT_HOOK.active = True  # a watcher's own os calls raise events too: never watch those
+    try:
+        for name, callback in list(_AUDIT_WATCHERS):
+            if name == event:
+                callback(args)
+    finally:
+        _IN_AUDIT_HOOK.active = False
+
+
+sys.addaudithook(_audit)  # once, for the session: an audit hook cannot be removed, so it acts only when asked
+
+
+@contextlib.contextmanager
+def watchAudit(event: str, callback: Callable[[tuple[Any, ...]], None]) -> Iterator[None]:
+    """Call ``callback(args)`` for each Python audit event ``event`` (``open``, ``socket.connect`` ...) raised in
+    this process while the block runs: in the thread doing it, before it is done, so none is missed.
+
+    The night (``Night.run``) runs in this process, so this sees what it does with no stand-in in its way. An
+    exception in ``callback`` would abort the audited call in the product, so it is kept and raised afterwards.
+    """
+    errors: list[BaseException] = []
+
+    def guarded(args: tuple[Any, ...]) -> None:
+        try:
+            callback(args)
+        except Exception as error:
+            errors.append(error)
+
+    entry = (event, guarded)
+    _AUDIT_WATCHERS.append(entry)
+    try:
+        yield
+    finally:
+        _AUDIT_WATCHERS.remove(entry)
+    if errors:
+        raise AssertionError(f"watching {event} failed: {errors[0]!r}") from errors[0]

@@ -31,7 +31,6 @@ import pytest
 
 from attackkit import (
     ATTACKERS,
-    DAY,
     Attacker,
     ChildNight,
     RootTarget,
@@ -186,7 +185,7 @@ def test_attack1_work_area_races_never_reach_root_files(
             target.reset()
             if night.indicator().exists():
                 night.indicator().unlink()
-            previous = dayObjects(s3, night.bucket) if error is None else previous
+            previous = dayObjects(s3, night) if error is None else previous
         tally = racer.stop()
     assert won == [], f"the race won {len(won)} of {RACE_ROUNDS} nights ({tally.strip()}):\n" + "\n".join(won)
 
@@ -444,11 +443,11 @@ def test_attack8_leftovers_of_a_killed_night_are_gone_after_the_next(
         assert status == 0, second.text()
     finally:
         second.close()
-    stored = dayObjects(s3, night.bucket)
+    stored = dayObjects(s3, night)
     home = newHome(night.root / "decrypt")
     try:
         for relative, data in files.items():
-            assert decrypt(stored[f"{DAY}/{relative}"], passphraseFile=passphrase, home=home) == data
+            assert decrypt(stored[night.key(relative)], passphraseFile=passphrase, home=home) == data
     finally:
         stopAgent(home)
         shutil.rmtree(home)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from clikit import cli, putDay, run, script
-from nightkit import REGION, TODAY, Night
+from nightkit import REGION, Night
 from test_e2e_cback3 import backupUser  # noqa: F401 - the fixture: a backup user whose ~/.aws reaches moto
 
 FILES = {"host1/a.tar": b"a" * 1000, "host2/b.tar": b"b" * 24}
@@ -35,27 +35,27 @@ DAY_FIELDS = {
 }
 
 
-def ago(days: int) -> datetime.date:
-    return TODAY - datetime.timedelta(days=days)
-
-
 def test_list_json_shape_newest_first_with_each_state(night: Night, s3: Any) -> None:
     night.stage(FILES)
     night.run()  # today: stored by the extension
-    putDay(s3, night.bucket, ago(1), FILES, marker=True)
-    putDay(s3, night.bucket, ago(2), FILES, manifest=False)
+    putDay(s3, night.bucket, night.ago(1), FILES, marker=True)
+    putDay(s3, night.bucket, night.ago(2), FILES, manifest=False)
     outcome = cli(night, "list", "--json")
     assert outcome.code == 0, outcome.stderr
     document = json.loads(outcome.stdout)
     assert set(document) == {"bucket", "prefix", "days"}
     assert document["bucket"] == night.bucket and document["prefix"] == ""
     days = document["days"]
-    assert [day["date"] for day in days] == [ago(0).isoformat(), ago(1).isoformat(), ago(2).isoformat()]
+    assert [day["date"] for day in days] == [
+        night.ago(0).isoformat(),
+        night.ago(1).isoformat(),
+        night.ago(2).isoformat(),
+    ]
     assert all(set(day) == DAY_FIELDS for day in days)
     today, interrupted, upstream = days
     assert today | {"verifiedAt": None} == {
-        "date": TODAY.isoformat(),
-        "prefix": TODAY.strftime("%Y/%m/%d/"),
+        "date": night.day.isoformat(),
+        "prefix": f"{night.suffix}/",
         "objects": 2,
         "bytes": 1024,
         "encrypted": False,
@@ -74,21 +74,21 @@ def test_list_json_shape_newest_first_with_each_state(night: Night, s3: Any) -> 
 
 
 def test_list_table_for_people(night: Night, s3: Any) -> None:
-    putDay(s3, night.bucket, ago(3), FILES)
+    putDay(s3, night.bucket, night.ago(3), FILES)
     outcome = cli(night, "list")
     assert outcome.code == 0, outcome.stderr
     header, row = outcome.stdout.splitlines()
     assert header.split() == ["DATE", "OBJECTS", "SIZE", "ENCRYPTION", "KIND", "VERIFIED"]
-    assert row.split()[:6] == [ago(3).isoformat(), "2", "1.00", "kB", "none", "complete"]
+    assert row.split()[:6] == [night.ago(3).isoformat(), "2", "1.00", "kB", "none", "complete"]
 
 
 def test_bucket_prefix_and_unrelated_keys(night: Night, s3: Any) -> None:
-    putDay(s3, night.bucket, ago(1), FILES, prefix="nightly/server1")
-    putDay(s3, night.bucket, ago(2), FILES)  # outside the prefix
+    putDay(s3, night.bucket, night.ago(1), FILES, prefix="nightly/server1")
+    putDay(s3, night.bucket, night.ago(2), FILES)  # outside the prefix
     s3.put_object(Bucket=night.bucket, Key="nightly/server1/2024/13/40/x", Body=b"not a date")
     night.bucket = f"{night.bucket}/nightly/server1"
     days = json.loads(cli(night, "list", "--json").stdout)["days"]
-    assert [day["prefix"] for day in days] == [f"nightly/server1/{ago(1):%Y/%m/%d}/"]
+    assert [day["prefix"] for day in days] == [f"nightly/server1/{night.ago(1):%Y/%m/%d}/"]
 
 
 @pytest.mark.parametrize("command", ["list", "restore", "verify", "prune"])
@@ -151,7 +151,7 @@ def test_progress_is_a_live_bar_on_a_terminal_and_log_lines_otherwise(night: Nig
     night.stage(FILES)
     night.run()
     logged = cli(night, "restore", "latest", "--to", str(tmp_path / "logged"))
-    assert logged.code == 0 and f"restore {TODAY.isoformat()}: 2/2 files" in logged.stderr
+    assert logged.code == 0 and f"restore {night.day.isoformat()}: 2/2 files" in logged.stderr
     assert "\x1b[" not in logged.stderr
     quiet = cli(night, "--quiet", "restore", "latest", "--to", str(tmp_path / "quiet"))
     assert (quiet.code, quiet.stderr) == (0, "")

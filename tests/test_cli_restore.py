@@ -11,7 +11,7 @@ import pytest
 
 from clikit import cli, putDay, tree
 from gpgkit import exportPublicKey, gpg, killAgent, newHome, writePassphraseFile
-from nightkit import TODAY, Night
+from nightkit import Night
 
 KEY_PASSPHRASE = "restore key passphrase 9"
 
@@ -50,7 +50,7 @@ def test_plain_day_round_trip(night: Night, tmp_path: Path) -> None:
     files = stageDay(night)
     night.run()
     target = tmp_path / "restored"
-    outcome = cli(night, "restore", TODAY.isoformat(), "--to", str(target))
+    outcome = cli(night, "restore", night.day.isoformat(), "--to", str(target))
     assert outcome.code == 0, outcome.stderr
     assert tree(target) == files
     assert all(oct(path.stat().st_mode)[-3:] == "600" for path in target.rglob("*") if path.is_file())
@@ -74,7 +74,7 @@ def test_symmetric_day_uses_the_configured_passphrase_file(night: Night, tmp_pat
     night.settings["gpg_passphrase_file"] = str(writePassphraseFile(tmp_path / "server.pass"))
     night.run()
     target = tmp_path / "restored"
-    outcome = cli(night, "restore", TODAY.strftime("%Y/%m/%d"), "--to", str(target))
+    outcome = cli(night, "restore", night.suffix, "--to", str(target))
     assert outcome.code == 0, outcome.stderr
     assert tree(target) == files
 
@@ -160,8 +160,8 @@ def test_a_day_that_is_not_stored_is_a_clear_error(night: Night, tmp_path: Path)
 
 
 def test_archived_objects_name_the_command_that_thaws_them(night: Night, s3: Any, tmp_path: Path) -> None:
-    putDay(s3, night.bucket, TODAY, {"host1/a.tar": b"a" * 100}, manifest=False, StorageClass="GLACIER")
-    putDay(s3, night.bucket, TODAY, {"host1/a.tar": b"a" * 100}, objects=False)
+    putDay(s3, night.bucket, night.day, {"host1/a.tar": b"a" * 100}, manifest=False, StorageClass="GLACIER")
+    putDay(s3, night.bucket, night.day, {"host1/a.tar": b"a" * 100}, objects=False)
     outcome = cli(night, "restore", "latest", "--to", str(tmp_path / "restored"))
     assert outcome.code == 1
     assert "is archived (GLACIER)" in outcome.stderr and "aws s3api restore-object" in outcome.stderr

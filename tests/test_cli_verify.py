@@ -11,9 +11,8 @@ import pytest
 
 from clikit import cli
 from gpgkit import writePassphraseFile
-from nightkit import Night, dateSuffix, getBytes
+from nightkit import Night, getBytes
 
-DAY = dateSuffix()
 VICTIM = "host1/etc.tar.gz"
 
 
@@ -26,7 +25,7 @@ def storeDay(night: Night, tmp_path: Path, *, encrypted: bool) -> None:
 
 def tamper(night: Night, s3: Any) -> str:
     """Replace one stored object with different bytes of the same size, as a bad disk or an attacker might."""
-    key = f"{DAY}/{VICTIM}"
+    key = night.key(VICTIM)
     size = len(getBytes(s3, night.bucket, key))
     s3.put_object(Bucket=night.bucket, Key=key, Body=os.urandom(size))
     return key
@@ -39,7 +38,7 @@ def test_replaced_object_is_named(night: Night, s3: Any, tmp_path: Path, encrypt
     flags = ["--download"] if download else []
     good = cli(night, "verify", *flags)
     assert good.code == 0, good.stderr
-    assert good.stdout.startswith(f"{DAY.replace('/', '-')}  OK   2 object(s)")
+    assert good.stdout.startswith(f"{night.day.isoformat()}  OK   2 object(s)")
     key = tamper(night, s3)
     bad = cli(night, "verify", "latest", *flags)
     assert bad.code == 1
@@ -63,6 +62,6 @@ def test_success_is_recorded_for_list_and_a_missing_object_is_named(night: Night
     assert cli(night, "verify", "--all", "--download").code == 0
     day = json.loads(cli(night, "list", "--json").stdout)["days"][0]
     assert day["verifiedBy"] == "verify --download" and day["verifiedAt"]
-    s3.delete_object(Bucket=night.bucket, Key=f"{DAY}/{VICTIM}")
+    s3.delete_object(Bucket=night.bucket, Key=night.key(VICTIM))
     outcome = cli(night, "verify", "--all")
-    assert outcome.code == 1 and f"{DAY}/{VICTIM}: missing" in outcome.stdout
+    assert outcome.code == 1 and f"{night.key(VICTIM)}: missing" in outcome.stdout

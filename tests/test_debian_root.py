@@ -28,7 +28,7 @@ import pytest
 import debianroot
 from debianroot import BaseRoot, BuiltPackage, OverlayRoot, User
 from gpgkit import decrypt, generateKey, gpg, killAgent, newHome, writePassphraseFile
-from nightkit import TODAY, Night, dateSuffix, getBytes, listKeys
+from nightkit import Night, getBytes, listKeys
 
 pytestmark = [pytest.mark.debian, pytest.mark.slow]
 
@@ -218,7 +218,7 @@ def stagedFiles(dayDir: Path) -> dict[str, bytes]:
 def assertStored(s3: Any, bucket: str, rootNight: RootNight, decryptWith: Decrypt | None = None) -> dict[str, bytes]:
     """Every object of the bucket, read from outside: the staged files (decrypted where encrypted), the manifest."""
     staged = stagedFiles(rootNight.dayDir)
-    prefix = dateSuffix() + "/"
+    prefix = rootNight.night.suffix + "/"
     keys = listKeys(s3, bucket)
     assert set(keys) == {prefix + relative for relative in staged} | {prefix + MANIFEST}
     for relative, data in staged.items():
@@ -237,7 +237,7 @@ def assertStored(s3: Any, bucket: str, rootNight: RootNight, decryptWith: Decryp
 
 def assertCliRoundTrip(rootNight: RootNight, staged: dict[str, bytes], encryption: str, *keys: str) -> None:
     """``cback3-s3 list``, ``verify`` (listing and download) and ``restore`` in the root, on the night's day."""
-    day = TODAY.isoformat()
+    day = rootNight.night.day.isoformat()
     listing = json.loads(rootNight.cli("list", "--json"))
     summary = {entry["date"]: entry for entry in listing["days"]}[day]
     assert (summary["complete"], summary["encryption"]) == (True, encryption)
@@ -363,7 +363,7 @@ def test_multipart_night(debRoot: InstalledRoot, tree: Tree, s3: Any, bucket: st
     staged = assertStored(s3, bucket, rootNight)
     big = [relative for relative, data in staged.items() if len(data) > 12 * MIB]
     assert len(big) == 1, f"expected one staged archive above 12 MiB: {sorted(staged)}"
-    etag = s3.head_object(Bucket=bucket, Key=f"{dateSuffix()}/{big[0]}")["ETag"].strip('"')
+    etag = s3.head_object(Bucket=bucket, Key=rootNight.night.key(big[0]))["ETag"].strip('"')
     parts = -(-len(staged[big[0]]) // (5 * MIB))
     assert etag.endswith(f"-{parts}"), f"not stored in {parts} parts of 5 MiB: ETag {etag}"
     assertCliRoundTrip(rootNight, staged, "none")

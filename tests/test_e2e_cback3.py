@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from nightkit import Night, dateSuffix, getBytes, listKeys
+from faultkit import sentObjects
+from faultproxy import FaultProxy
+from nightkit import Night, getBytes, listKeys
 
 pytestmark = [
     pytest.mark.e2e,
@@ -35,9 +38,9 @@ def ensureBackupUser() -> pwd.struct_passwd:
         return pwd.getpwnam(BACKUP_USER)
 
 
-@pytest.fixture
-def backupUser(endpoint: str) -> Iterator[pwd.struct_passwd]:
-    """A backup user whose ~/.aws holds the endpoint and credentials, as upstream users keep them."""
+@contextlib.contextmanager
+def awsSettings(endpoint: str) -> Iterator[pwd.struct_passwd]:
+    """The backup user, its ~/.aws holding ``endpoint`` and the credentials, as upstream users keep them."""
     user = ensureBackupUser()
     aws = Path(user.pw_dir) / ".aws"
     aws.mkdir(mode=0o700, exist_ok=True)
@@ -46,8 +49,24 @@ def backupUser(endpoint: str) -> Iterator[pwd.struct_passwd]:
     for path in (aws, aws / "config", aws / "credentials"):
         os.chown(path, user.pw_uid, user.pw_gid)
         path.chmod(0o700 if path.is_dir() else 0o600)
-    yield user
-    shutil.rmtree(aws, ignore_errors=True)
+    try:
+        yield user
+    finally:
+        shutil.rmtree(aws, ignore_errors=True)
+
+
+@pytest.fixture
+def backupUser(endpoint: str) -> Iterator[pwd.struct_passwd]:
+    """A backup user whose ~/.aws names the session's moto."""
+    with awsSettings(endpoint) as user:
+        yield user
+
+
+@pytest.fixture
+def wiredBackupUser(wire: FaultProxy) -> Iterator[pwd.struct_passwd]:
+    """A backup user whose ~/.aws names the fault proxy in front of moto: what cback3 sends is counted there."""
+    with awsSettings(wire.url) as user:
+        yield user
 
 
 @pytest.fixture
@@ -72,7 +91,9 @@ def cback3(config: Path, log: Path, *actions: str) -> subprocess.CompletedProces
     )
 
 
-def test_real_cback3_night_stores_the_day(tree: Path, backupUser: pwd.struct_passwd, bucket: str, s3: Any) -> None:
+def test_real_cback3_night_stores_the_day(
+    tree: Path, wiredBackupUser: pwd.struct_passwd, wire: FaultProxy, bucket: str, s3: Any
+) -> None:
     night = Night(tree, bucket, endpoint="unused", backupUser=BACKUP_USER, backupGroup=BACKUP_USER)
     night.settings |= {"endpoint_url": None, "region": None}  # both come from the backup user's ~/.aws/config
     (night.root / "data" / "dir with space").mkdir()
@@ -87,12 +108,12 @@ def test_real_cback3_night_stores_the_day(tree: Path, backupUser: pwd.struct_pas
     assert staged, "stage produced no files"
     keys = listKeys(s3, bucket)
     for path in staged:
-        key = f"{dateSuffix()}/localhost/{path.name}"
+        key = night.key(f"localhost/{path.name}")
         assert getBytes(s3, bucket, key) == path.read_bytes()
-    assert f"{dateSuffix()}/cback.amazons3.manifest.json" in keys
+    assert night.key("cback.amazons3.manifest.json") in keys
     assert not any("cback.collect" in key or "cback.stage" in key for key in keys)
     indicator = day / "cback.amazons3"
     assert indicator.exists()
-    assert indicator.stat().st_uid == backupUser.pw_uid
-    assert "Stored " in log and "skipped 0 already stored" in log
+    assert indicator.stat().st_uid == wiredBackupUser.pw_uid
+    assert sentObjects(wire, night) == sorted(f"localhost/{path.name}" for path in staged)  # each one sent, once
     assert "testing" not in log  # no credential ever lands in cback3's log

@@ -5,15 +5,13 @@ that recognise encrypted objects although GnuPG output is randomised.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,8 @@ import pytest
 
 from cedar_s3.bucketformat import MANIFEST_NAME, parseManifest
 from cedar_s3.workarea import WorkArea
+from faultkit import sentObjects
+from faultproxy import FaultProxy
 from gpgkit import (
     PASSPHRASE,
     Key,
@@ -33,13 +33,13 @@ from gpgkit import (
     listPackets,
     newHome,
     shortHome,
+    shortTmpfs,
     throwawayKey,
     writePassphraseFile,
 )
-from nightkit import Night, dateSuffix, getBytes, listKeys
+from nightkit import Night, getBytes, listKeys, watchAudit
 from test_e2e_cback3 import ensureBackupUser
 
-DAY = dateSuffix()
 MIB = 1024 * 1024
 LEGACY_COMMAND = "gpg -c --batch --yes --pinentry-mode loopback --passphrase-file {pp} -o ${{output}} ${{input}}"
 
@@ -112,9 +112,9 @@ def stageDay(night: Night) -> dict[str, bytes]:
     return files
 
 
-def download(s3: Any, bucket: str, relative: str) -> tuple[bytes, dict[str, str]]:
+def download(s3: Any, night: Night, relative: str) -> tuple[bytes, dict[str, str]]:
     """An object's bytes and user metadata, with plain boto3 (no cedar-s3 on the restore side)."""
-    response = s3.get_object(Bucket=bucket, Key=f"{DAY}/{relative}")
+    response = s3.get_object(Bucket=night.bucket, Key=night.key(relative))
     return response["Body"].read(), response["Metadata"]
 
 
@@ -124,7 +124,7 @@ def snapshot(home: Path) -> dict[str, tuple[int, int]]:
 
 def assertOnlyDayStored(s3: Any, night: Night, files: dict[str, bytes]) -> None:
     """Keys exactly as upstream names them: no .gpg suffix, no indicator files, plus our manifest."""
-    assert set(listKeys(s3, night.bucket)) == {f"{DAY}/{relative}" for relative in files} | {f"{DAY}/{MANIFEST_NAME}"}
+    assert set(listKeys(s3, night.bucket)) == {night.key(relative) for relative in files} | {night.key(MANIFEST_NAME)}
 
 
 # -- round trips ------------------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_symmetric_night_restores_with_stock_gpg_and_the_passphrase_alone(
     night.run()
     assertOnlyDayStored(s3, night, files)
     for relative, data in files.items():
-        ciphertext, metadata = download(s3, night.bucket, relative)
+        ciphertext, metadata = download(s3, night, relative)
         assert ciphertext and ciphertext != data  # native mode encrypts empty files too
         assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == data
         assert metadata["cedar-encryption"] == "gpg-symmetric"
@@ -170,11 +170,11 @@ def test_public_key_night_restores_with_a_secret_key_kept_off_the_server(
     assert gpg(serverHome, "--list-secret-keys").stdout == b""  # it holds nothing that could decrypt
     assertOnlyDayStored(s3, night, files)
     for relative, data in files.items():
-        ciphertext, metadata = download(s3, night.bucket, relative)
+        ciphertext, metadata = download(s3, night, relative)
         assert ciphertext != data
         assert decrypt(ciphertext, home=admin.home) == data
         assert metadata["cedar-encryption"] == "gpg-public-key"
-    ciphertext, _ = download(s3, night.bucket, "localhost/etc.tar.gz")
+    ciphertext, _ = download(s3, night, "localhost/etc.tar.gz")
     assert decrypt(ciphertext, home=colleague.home) == files["localhost/etc.tar.gz"]  # each recipient alone
     assert night.indicator().exists()
     assertNothingLeft(night.workDir, privateTemp)
@@ -205,7 +205,7 @@ def test_symmetric_settings_show_in_the_ciphertext(
     night.stage({"host/data.tar": b"x" * 4096})
     night.settings |= {"gpg_passphrase_file": str(passphraseFile)} | settings
     night.run()
-    ciphertext, _ = download(s3, night.bucket, "host/data.tar")
+    ciphertext, _ = download(s3, night, "host/data.tar")
     packets = listPackets(ciphertext, restoreHome, passphraseFile)
     for text in expected:
         assert text in packets
@@ -230,10 +230,10 @@ def test_legacy_encrypt_command_quotes_paths_and_keeps_empty_files_plain(
     night.stage(files)
     night.settings["encrypt"] = LEGACY_COMMAND.format(pp=passphraseFile)
     night.run()
-    ciphertext, metadata = download(s3, night.bucket, "host/a b;$(touch x).tar")
+    ciphertext, metadata = download(s3, night, "host/a b;$(touch x).tar")
     assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == files["host/a b;$(touch x).tar"]
     assert metadata["cedar-encryption"] == "command"
-    plain, metadata = download(s3, night.bucket, "host/empty.tar")
+    plain, metadata = download(s3, night, "host/empty.tar")
     assert (plain, metadata["cedar-encryption"]) == (b"", "none")  # upstream stores empty files unencrypted
     assert not list(tmp_path.rglob("x")) and not list(commandHome.rglob("x"))
 
@@ -241,54 +241,30 @@ def test_legacy_encrypt_command_quotes_paths_and_keeps_empty_files_plain(
 # -- temp space, self-check, verification -----------------------------------------------------------------------
 
 
-class CiphertextSampler(threading.Thread):
-    """Looks again and again, while a night runs, at the files gpg writes in its batch directories (``batch-*``
-    inside a private GnuPG home under ``root``): peak bytes, and every mode it sees."""
+@dataclass
+class CiphertextReads:
+    """Every ciphertext the night reads back from a gpg batch directory (``batch-*`` in a private GnuPG home under
+    ``root``), each seen as it is opened: Python raises its ``open`` audit event in the reading thread before the
+    file is opened, so none is missed (a poller could miss them all). For each, the file's mode and the mode of
+    every directory under ``root`` at that moment."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(daemon=True)
-        self.root = root
-        self.peak = 0
-        self.fileModes: set[int] = set()
-        self.dirModes: set[int] = set()
-        self.done = threading.Event()
+    root: Path
+    files: dict[str, int] = field(default_factory=dict)  # path -> mode
+    dirModes: set[int] = field(default_factory=set)
 
-    def run(self) -> None:
-        while not self.done.is_set():
-            total = 0
-            for directory, dirNames, fileNames in os.walk(self.root):
-                for name in dirNames:
-                    self._note(self.dirModes, os.path.join(directory, name))
-                if not os.path.basename(directory).startswith("batch-"):
-                    continue
-                for name in fileNames:
-                    if name.endswith(".gpg"):
-                        path = os.path.join(directory, name)
-                        self._note(self.fileModes, path)
-                        total += self._size(path)
-            self.peak = max(self.peak, total)
-            time.sleep(0.002)
+    def saw(self, args: tuple[Any, ...]) -> None:
+        path = args[0]
+        if not isinstance(path, str) or not path.endswith(".gpg") or not path.startswith(f"{self.root}/"):
+            return
+        if not os.path.basename(os.path.dirname(path)).startswith("batch-"):
+            return
+        self.files[path] = os.stat(path).st_mode & 0o777
+        for directory, dirNames, _ in os.walk(self.root):
+            self.dirModes |= {os.stat(os.path.join(directory, name)).st_mode & 0o777 for name in dirNames}
 
     def during(self, night: Night) -> None:
-        """Run the night while sampling, and stop sampling however it ends."""
-        self.start()
-        try:
+        with watchAudit("open", self.saw):
             night.run()
-        finally:
-            self.done.set()
-            self.join()
-
-    @staticmethod
-    def _note(modes: set[int], path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):  # gone between listing and stat: done with, as it should be
-            modes.add(os.stat(path).st_mode & 0o777)
-
-    @staticmethod
-    def _size(path: str) -> int:
-        try:
-            return os.stat(path).st_size
-        except FileNotFoundError:
-            return 0
 
 
 def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files_private(
@@ -298,29 +274,65 @@ def test_small_files_encrypted_in_batches_leave_staging_as_it_was_and_temp_files
     night.stage(files)
     before = {path: (path.stat().st_nlink, path.stat().st_mode) for path in night.dayDir().rglob("*.tar")}
     night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 3}
-    sampler = CiphertextSampler(privateTemp)
-    sampler.during(night)
+    reads = CiphertextReads(privateTemp)
+    reads.during(night)
     assert len(before) == len(files) and all(links == 1 for links, _ in before.values())
     assert {path: (path.stat().st_nlink, path.stat().st_mode) for path in before} == before  # links all gone
-    assert sampler.peak > 0, "the sampler never saw a ciphertext; the checks below would prove nothing"
-    assert sampler.peak <= 3 * (max(map(len, files.values())) + 1_000)  # one ciphertext per upload in flight
-    assert sampler.fileModes == {0o600}
-    assert sampler.dirModes == {0o700}
+    assert len(reads.files) == len(files)  # each file's ciphertext, read back from a batch directory
+    assert set(reads.files.values()) == {0o600}
+    assert reads.dirModes == {0o700}
     for relative in ("host/d0/small-000.tar", "host/d3/small-087.tar", "host/d2/small-149.tar"):
-        ciphertext, metadata = download(s3, night.bucket, relative)
+        ciphertext, metadata = download(s3, night, relative)
         assert decrypt(ciphertext, home=admin.home) == files[relative]
         assert metadata["cedar-encryption"] == "gpg-public-key"
     assert len(listKeys(s3, night.bucket)) == len(files) + 1  # and the manifest
     assertNothingLeft(night.workDir, privateTemp)
 
 
-def test_broken_encrypt_command_fails_the_night_before_the_first_upload(night: Night, s3: Any) -> None:
+PAGE = 4096  # tmpfs counts whole pages
+
+
+def pages(size: int) -> int:
+    return -(-size // PAGE) * PAGE
+
+
+def test_batched_files_never_hold_more_than_one_ciphertext_per_upload_in_flight(
+    bucket: str, endpoint: str, s3: Any, admin: Key, serverHome: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three batches at once (<max_concurrency>3, 64 files a batch), on one tmpfs holding the staged day, the temp
+    dir and room for three ciphertexts: a fourth on disk at any moment would not fit, and the night would fail."""
+    files = {f"host/d{index % 7}/file-{index:03d}.tar": os.urandom(200_000 + index * 37) for index in range(150)}
+    ciphertext = pages(max(map(len, files.values())) + 1_000)  # at most: the file, gpg's packets, a partial page
+    headroom = 96 * 1024  # cback3.conf, and the private home's keyring, trustdb, seed and lock files
+    assert headroom < ciphertext // 2  # so even half a fourth ciphertext does not fit
+    size = sum(pages(len(data)) for data in files.values()) + 3 * ciphertext + headroom
+    with shortTmpfs(f"{size // 1024}k") as mounted:
+        night = Night(mounted / "night", bucket, endpoint)  # staging and temp dir on one filesystem: hard links
+        night.stage(files)
+        (mounted / "temp").mkdir(mode=0o700)
+        monkeypatch.setattr(tempfile, "tempdir", str(mounted / "temp"))
+        night.settings |= {"gpg_recipient": [admin.fingerprint], "gpg_home": str(serverHome), "max_concurrency": 3}
+        reads = CiphertextReads(mounted / "temp")
+        reads.during(night)
+        assert len(reads.files) == len(files)  # every ciphertext was on this tmpfs, in a batch directory
+        assert night.indicator().exists()
+        assert list((mounted / "temp").iterdir()) == []
+    assert len(listKeys(s3, bucket)) == len(files) + 1
+    for relative in ("host/d0/file-000.tar", "host/d2/file-149.tar"):
+        assert decrypt(getBytes(s3, bucket, night.key(relative)), home=admin.home) == files[relative]
+
+
+def test_broken_encrypt_command_fails_the_night_before_the_first_upload(
+    night: Night, s3: Any, proxy: FaultProxy, tmp_path: Path
+) -> None:
     night.stage({f"host/f{index}.tar": os.urandom(100_000) for index in range(10)})
-    night.settings["encrypt"] = "/bin/false ${input} ${output}"
-    started = time.monotonic()
+    runs = tmp_path / "runs"  # one line per run of the command: the file it was given
+    night.settings["encrypt"] = f"echo ${{input}} >> {runs}; /bin/false ${{input}} ${{output}}"
     with pytest.raises(ValueError, match=r"<encrypt> command self-check failed: Error \[1\]"):
         night.run()
-    assert time.monotonic() - started < 1.0  # the whole night: config, listing, one run of the command
+    (run,) = runs.read_text().splitlines()  # run once, on the self-check's sample: not on any staged file
+    assert run.endswith("/self-check.txt") and not run.startswith(str(night.stageRoot))
+    assert proxy.requests_total == 0  # S3 was not even asked about the bucket
     assert listKeys(s3, night.bucket) == {}
     assert not night.indicator().exists()
     assert list(night.workDir.iterdir()) == []
@@ -330,11 +342,11 @@ def test_manifest_records_plaintext_and_stored_checksums(night: Night, s3: Any, 
     files = stageDay(night)
     night.settings |= {"gpg_passphrase_file": str(passphraseFile), "gpg_s2k_count": 65536}
     night.run()
-    manifest = parseManifest(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    manifest = parseManifest(getBytes(s3, night.bucket, night.key(MANIFEST_NAME)), source="test")
     assert manifest.header.encryption == "gpg-symmetric"
     records = manifest.byRelative()
     for relative, data in files.items():
-        ciphertext, _ = download(s3, night.bucket, relative)
+        ciphertext, _ = download(s3, night, relative)
         record = records[relative]
         assert (record.plaintextSize, record.plaintextSha256) == (len(data), hashlib.sha256(data).hexdigest())
         assert (record.size, record.storedSha256) == (len(ciphertext), hashlib.sha256(ciphertext).hexdigest())
@@ -342,21 +354,22 @@ def test_manifest_records_plaintext_and_stored_checksums(night: Night, s3: Any, 
 
 
 def test_rerun_recognises_encrypted_objects_already_stored(
-    night: Night, s3: Any, passphraseFile: Path, restoreHome: Path, caplog: pytest.LogCaptureFixture
+    night: Night, s3: Any, proxy: FaultProxy, passphraseFile: Path, restoreHome: Path
 ) -> None:
     files = stageDay(night)
     night.settings |= {"gpg_passphrase_file": str(passphraseFile), "gpg_s2k_count": 65536}
     night.run()
-    first = {relative: download(s3, night.bucket, relative)[0] for relative in files}
-    caplog.set_level(logging.INFO, logger="CedarBackup3.log.extend.amazons3")
+    assert sentObjects(proxy, night) == sorted(files)
+    first = {relative: download(s3, night, relative)[0] for relative in files}
+    since = proxy.requests_total
     night.run()
-    assert "skipped 4 already stored" in caplog.text
-    assert {relative: download(s3, night.bucket, relative)[0] for relative in files} == first
-    caplog.clear()
+    assert sentObjects(proxy, night, since) == []  # all four recognised, although gpg would encrypt them anew
+    assert {relative: download(s3, night, relative)[0] for relative in files} == first
     (night.dayDir() / "localhost" / "etc.tar.gz").write_bytes(b"changed since the last run")
+    since = proxy.requests_total
     night.run()
-    assert "skipped 3 already stored" in caplog.text
-    ciphertext, _ = download(s3, night.bucket, "localhost/etc.tar.gz")
+    assert sentObjects(proxy, night, since) == ["localhost/etc.tar.gz"]  # the changed one, and only it
+    ciphertext, _ = download(s3, night, "localhost/etc.tar.gz")
     assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == b"changed since the last run"
 
 
@@ -370,7 +383,7 @@ def test_a_long_temp_dir_leaves_gpg_agent_room_for_its_socket(
     night.stage({"host/data.tar": b"data"})
     night.settings["gpg_passphrase_file"] = str(passphraseFile)
     night.run()  # before the fix: "gpg: can't connect to the agent", exit 2, on the self-check
-    ciphertext, _ = download(s3, night.bucket, "host/data.tar")
+    ciphertext, _ = download(s3, night, "host/data.tar")
     assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restoreHome) == b"data"
     assert list(longTemp.iterdir()) == []
 
@@ -399,7 +412,7 @@ def test_documented_restore_by_hand_needs_only_aws_and_gpg(
     env |= {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
     env |= {"AWS_ENDPOINT_URL": endpoint}
     for marker in ("One file:", ".. _encryption-restore-day:"):
-        script = documentedBlock(marker).replace("example-backups", bucket).replace("2026/03/01", DAY)
+        script = documentedBlock(marker).replace("example-backups", bucket).replace("2026/03/01", night.suffix)
         done = subprocess.run(["bash", "-e", "-c", script], cwd=workspace, env=env, capture_output=True, check=False)
         assert done.returncode == 0, done.stderr.decode()
     assert (workspace / "etc.tar.gz").read_bytes() == files["localhost/etc.tar.gz"]

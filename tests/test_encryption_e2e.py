@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from faultkit import sentObjects
+from faultproxy import FaultProxy
 from gpgkit import Key, agentsUnder, decrypt, exportPublicKey, generateKey, killAgent, newHome, writePassphraseFile
-from nightkit import Night, dateSuffix, listKeys
+from nightkit import Night, listKeys
 from test_e2e_cback3 import BACKUP_USER, CLEAN_PATH, ensureBackupUser
 
 pytestmark = [
@@ -27,7 +29,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("cback3") is None, reason="cback3 is not on PATH"),
 ]
 
-DAY = dateSuffix()
 LEGACY_COMMAND = "gpg -c --batch --yes --pinentry-mode loopback --passphrase-file {pp} -o ${{output}} ${{input}}"
 ODD_NAME = "a b;$(touch x).tar"
 
@@ -96,8 +97,8 @@ def prepareNight(tree: Path, bucket: str, endpoint: str, user: pwd.struct_passwd
     return night
 
 
-def cback3(night: Night, cwd: Path, tmpdir: Path) -> str:
-    """The real command, as cron runs it: root, a clean environment; the log is returned for assertions."""
+def cback3(night: Night, cwd: Path, tmpdir: Path) -> None:
+    """The real command, as cron runs it: root, a clean environment; its output and log explain a failure."""
     env = {
         "PATH": os.path.dirname(shutil.which("cback3") or "/usr/bin") + ":" + CLEAN_PATH,
         "HOME": "/root",
@@ -119,7 +120,6 @@ def cback3(night: Night, cwd: Path, tmpdir: Path) -> str:
     )
     text = log.read_text() if log.exists() else ""
     assert result.returncode == 0, result.stdout + result.stderr + text
-    return text
 
 
 def stagedFiles(night: Night) -> dict[str, bytes]:
@@ -132,8 +132,8 @@ def stagedFiles(night: Night) -> dict[str, bytes]:
     }
 
 
-def download(s3: Any, bucket: str, relative: str) -> tuple[bytes, dict[str, str]]:
-    response = s3.get_object(Bucket=bucket, Key=f"{DAY}/{relative}")
+def download(s3: Any, night: Night, relative: str) -> tuple[bytes, dict[str, str]]:
+    response = s3.get_object(Bucket=night.bucket, Key=night.key(relative))
     return response["Body"].read(), response["Metadata"]
 
 
@@ -142,13 +142,13 @@ def assertDayStored(s3: Any, night: Night, staged: dict[str, bytes]) -> None:
     assert (night.dayDir() / "remote" / "cback.collect").exists()
     assert any(name.startswith("localhost/") for name in staged)
     assert "remote/nested/deeper/home.tar.bz2" in staged
-    expected = {f"{DAY}/{relative}" for relative in staged} | {f"{DAY}/cback.amazons3.manifest.json"}
+    expected = {night.key(relative) for relative in staged} | {night.key("cback.amazons3.manifest.json")}
     assert set(listKeys(s3, night.bucket)) == expected
     assert (night.dayDir() / "cback.amazons3").exists()
 
 
 def test_public_key_night_through_real_cback3(
-    tree: Path, backupUser: pwd.struct_passwd, cbackTemp: Path, endpoint: str, bucket: str, s3: Any
+    tree: Path, backupUser: pwd.struct_passwd, cbackTemp: Path, wire: FaultProxy, bucket: str, s3: Any
 ) -> None:
     """No <gpg_home>: the public key sits in the backup user's ~/.gnupg; the secret key stays with the admin."""
     admin = newHome(tree / "restore")
@@ -156,15 +156,15 @@ def test_public_key_night_through_real_cback3(
     userGnupg = own(newHome(Path(backupUser.pw_dir) / ".gnupg"), backupUser, 0o700)
     exportPublicKey(key.home, key.fingerprint, userGnupg)
     subprocess.run(["chown", "-R", f"{BACKUP_USER}:{BACKUP_USER}", str(userGnupg)], check=True)
-    night = prepareNight(tree, bucket, endpoint, backupUser, {"gpg_recipient": [key.fingerprint]})
-    log = cback3(night, tree, cbackTemp)
+    night = prepareNight(tree, bucket, wire.url, backupUser, {"gpg_recipient": [key.fingerprint]})
+    cback3(night, tree, cbackTemp)
     staged = stagedFiles(night)
     assertDayStored(s3, night, staged)
     for relative, data in staged.items():
-        ciphertext, metadata = download(s3, night.bucket, relative)
+        ciphertext, metadata = download(s3, night, relative)
         assert decrypt(ciphertext, home=key.home) == data
         assert metadata["cedar-encryption"] == "gpg-public-key"
-    assert "Stored " in log and "skipped 0 already stored" in log
+    assert sentObjects(wire, night) == sorted(staged)  # each one sent, once
     assert list(cbackTemp.iterdir()) == [] and agentsUnder(cbackTemp) == []
     assert list((night.workDir).iterdir()) == []
 
@@ -183,7 +183,7 @@ def test_legacy_encrypt_command_through_real_cback3(
     assertDayStored(s3, night, staged)
     restore = newHome(tree / "restore")
     for relative, data in staged.items():
-        stored, metadata = download(s3, night.bucket, relative)
+        stored, metadata = download(s3, night, relative)
         if data:
             assert decrypt(stored, passphraseFile=passphraseFile, home=restore) == data
             assert metadata["cedar-encryption"] == "command"

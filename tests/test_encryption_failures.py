@@ -27,9 +27,8 @@ from gpgkit import (
     newHome,
     writePassphraseFile,
 )
-from nightkit import Night, dateSuffix, getBytes, listKeys
+from nightkit import Night, getBytes, listKeys
 
-DAY = dateSuffix()
 NOBODY = 65534
 UNKNOWN_FINGERPRINT = "0123456789ABCDEF0123456789ABCDEF01234567"
 
@@ -180,7 +179,7 @@ def test_passphrase_file_readable_by_others_warns_but_works(
     night.run()
     assert f"<gpg_passphrase_file> {passphraseFile} is readable or writable by others (mode 644)" in caplog.text
     restore = newHome(tmp_path / "restore")
-    ciphertext = getBytes(s3, night.bucket, f"{DAY}/host/data.tar")
+    ciphertext = getBytes(s3, night.bucket, night.key("host/data.tar"))
     assert decrypt(ciphertext, passphraseFile=passphraseFile, home=restore) == b"data"
     killAgent(restore)
     assert night.indicator().exists()
@@ -227,6 +226,6 @@ def test_encrypt_command_failing_on_one_file_names_it_and_stores_no_day(
     with pytest.raises(OSError, match=r"Error \[3\] encrypting \[\S+/host/bad.tar\] with the <encrypt> command"):
         night.run()
     keys = listKeys(s3, night.bucket)
-    assert f"{DAY}/host/bad.tar" not in keys and f"{DAY}/{MANIFEST_NAME}" not in keys
+    assert night.key("host/bad.tar") not in keys and night.key(MANIFEST_NAME) not in keys
     assert not night.indicator().exists()
     assertNothingLeft(night.workDir, privateTemp)

@@ -15,15 +15,13 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 
+from cedar_s3.bucketformat import INCOMPLETE_MARKER, MANIFEST_NAME
 from cedar_s3.config import LocalConfig
 from cedar_s3.s3.errors import S3ConnectionError, S3Error, S3IntegrityError
 from cedar_s3.s3.session import buildStore
 from cedar_s3.verify import VerificationError, verifyObjects
 from clikit import cli
 from faultkit import (
-    DAY,
-    MANIFEST_KEY,
-    MARKER_KEY,
     MIB,
     MULTIPART,
     PART_1,
@@ -90,7 +88,7 @@ def test_slowdown_and_internal_errors_are_retried_until_the_night_succeeds(
 
 
 def test_connection_reset_mid_multipart_fails_cleanly_and_a_rerun_resumes(
-    night: Night, s3: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    night: Night, s3: Any, proxy: FaultProxy
 ) -> None:
     files = withBig(smallFiles())
     night.stage(files)
@@ -98,22 +96,23 @@ def test_connection_reset_mid_multipart_fails_cleanly_and_a_rerun_resumes(
     reset = proxy.add_rule(reset_after(256 * 1024), method="PUT", path=PART_2)  # every attempt at part 2
     with pytest.raises(S3ConnectionError) as caught:
         night.run()
-    assert f"uploading part 2 of s3://{night.bucket}/{DAY}/{BIG}: the connection to S3 dropped" in str(caught.value)
+    message = str(caught.value)
+    assert f"uploading part 2 of s3://{night.bucket}/{night.key(BIG)}: the connection to S3 dropped" in message
     assert reset.injected == 2  # <max_attempts>2: two attempts in all, then a clear error
     assertNothingRecordedAsGood(night, s3)
-    assert f"{DAY}/{BIG}" not in listKeys(s3, night.bucket)
-    assert multipartUploads(s3, night.bucket) == [f"{DAY}/{BIG}"]  # kept for the next night to continue
+    assert night.key(BIG) not in listKeys(s3, night.bucket)
+    assert multipartUploads(s3, night.bucket) == [night.key(BIG)]  # kept for the next night to continue
 
     proxy.clear_rules()
     since = proxy.requests_total
     night.run()
     assertDayStored(night, s3, files)  # includes: no multipart upload left open
-    assert sentObjects(proxy, night.bucket, since) == []  # the small files stored before the reset are not sent again
-    assert partsSent(proxy, night.bucket, BIG, since) == 1  # part 1 is proven by its MD5 and kept; only part 2 goes
+    assert sentObjects(proxy, night, since) == []  # the small files stored before the reset are not sent again
+    assert partsSent(proxy, night, BIG, since) == 1  # part 1 is proven by its MD5 and kept; only part 2 goes
 
 
 def test_endpoint_dying_mid_multipart_leaves_an_upload_that_the_rerun_aborts(
-    night: Night, s3: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    night: Night, s3: Any, proxy: FaultProxy
 ) -> None:
     files = withBig(smallFiles())
     night.stage(files)
@@ -125,20 +124,20 @@ def test_endpoint_dying_mid_multipart_leaves_an_upload_that_the_rerun_aborts(
         proxy.sever_all()
 
     killer = onceFired(lambda: stall.injected == 1, kill)
-    with pytest.raises(S3ConnectionError, match=f"{DAY}/{BIG}"):
+    with pytest.raises(S3ConnectionError, match=night.key(BIG)):
         night.run()
     killer.join()
     assert not night.indicator().exists()
-    assert manifestBytes(s3, night.bucket) is None
-    assert multipartUploads(s3, night.bucket) == [f"{DAY}/{BIG}"]  # nobody could reach S3 to abort it
+    assert manifestBytes(s3, night) is None
+    assert multipartUploads(s3, night.bucket) == [night.key(BIG)]  # nobody could reach S3 to abort it
 
     proxy.restore()
     proxy.clear_rules()
     since = proxy.requests_total
     night.run()
     assertDayStored(night, s3, files)  # includes: the upload left open is gone
-    assert sentObjects(proxy, night.bucket, since) == []  # resumed where part 2 broke, nothing else sent again
-    assert partsSent(proxy, night.bucket, BIG, since) == 1
+    assert sentObjects(proxy, night, since) == []  # resumed where part 2 broke, nothing else sent again
+    assert partsSent(proxy, night, BIG, since) == 1
 
 
 # -- bytes damaged on the way in ----------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def test_corrupted_put_is_caught_on_arrival_and_never_recorded(
     """moto keeps bytes damaged in transit even against their Content-MD5; the ETag it answers gives them away."""
     files = smallFiles()
     night.stage(files)
-    key = f"{DAY}/host1/b.tar"
+    key = night.key("host1/b.tar")
     flip = proxy.add_rule(corrupt_request_body(1234), method="PUT", path=keyPath(night, "host1/b.tar"), nth=1)
     with pytest.raises(S3IntegrityError, match=f"uploading s3://{night.bucket}/{key}: S3 stored other bytes"):
         night.run()
@@ -163,7 +162,7 @@ def test_corrupted_put_is_caught_on_arrival_and_never_recorded(
     since = proxy.requests_total
     night.run()
     assertDayStored(night, s3, files)
-    assert sentObjects(proxy, night.bucket, since) == ["host1/b.tar"]  # the damaged one again, the good ones not
+    assert sentObjects(proxy, night, since) == ["host1/b.tar"]  # the damaged one again, the good ones not
 
 
 def test_corrupted_part_on_a_rerun_is_caught_and_keeps_the_old_manifest(
@@ -173,11 +172,13 @@ def test_corrupted_part_on_a_rerun_is_caught_and_keeps_the_old_manifest(
     night.stage(files)
     night.settings |= MULTIPART | {"max_concurrency": 2}
     night.run()
-    oldManifest = manifestBytes(s3, night.bucket)
+    oldManifest = manifestBytes(s3, night)
     night.indicator().unlink()
     night.stage({BIG: os.urandom(6 * MIB + 5)})
     flip = proxy.add_rule(corrupt_request_body(4096), method="PUT", path=PART_1, nth=1)
-    with pytest.raises(S3IntegrityError, match=f"uploading part 1 of s3://{night.bucket}/{DAY}/{BIG}: S3 stored other"):
+    with pytest.raises(
+        S3IntegrityError, match=f"uploading part 1 of s3://{night.bucket}/{night.key(BIG)}: S3 stored other"
+    ):
         night.run()
     assert flip.injected == 1
     assertNothingRecordedAsGood(night, s3, previousManifest=oldManifest)
@@ -227,31 +228,31 @@ def test_mangled_upload_answers_end_in_correct_bytes_or_a_clean_failure(
 
 
 def test_objects_replaced_remotely_by_same_size_bytes_are_named_by_verify(
-    night: Night, s3: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    night: Night, s3: Any, proxy: FaultProxy
 ) -> None:
     files = withBig(smallFiles())
     night.stage(files)
     night.settings |= MULTIPART
     night.run()
     victims = ["host1/a.tar", "host1/b.tar", BIG]
-    s3.put_object(Bucket=night.bucket, Key=f"{DAY}/host1/b.tar", Body=os.urandom(len(files["host1/b.tar"])))
+    s3.put_object(Bucket=night.bucket, Key=night.key("host1/b.tar"), Body=os.urandom(len(files["host1/b.tar"])))
     (night.root / "impostor").write_bytes(os.urandom(len(files[BIG])))
     s3.upload_file(  # same size and same part size: the ETag even has the same "-2" form
-        str(night.root / "impostor"), night.bucket, f"{DAY}/{BIG}", Config=TransferConfig(**_fiveMib())
+        str(night.root / "impostor"), night.bucket, night.key(BIG), Config=TransferConfig(**_fiveMib())
     )
     s3.put_object(  # claims the original's SHA-256, which moto keeps unchecked and reports back on HEAD
         Bucket=night.bucket,
-        Key=f"{DAY}/host1/a.tar",
+        Key=night.key("host1/a.tar"),
         Body=os.urandom(len(files["host1/a.tar"])),
         ChecksumAlgorithm="SHA256",
         ChecksumSHA256=base64.b64encode(hashlib.sha256(files["host1/a.tar"]).digest()).decode(),
     )
-    expected = [f"{DAY}/{victim}" for victim in victims]
-    manifest = manifestOf(s3, night.bucket)
+    expected = [night.key(victim) for victim in victims]
+    manifest = manifestOf(s3, night)
     settings = LocalConfig(xmlPath=str(night.configPath)).amazons3
     assert settings is not None
     with buildStore(settings, None) as store, pytest.raises(VerificationError) as caught:
-        verifyObjects(store, f"{DAY}/", manifest.objects)
+        verifyObjects(store, f"{night.suffix}/", manifest.objects)
     assert sorted(problem.split(": ")[0] for problem in caught.value.problems) == expected
 
     outcome = cli(night, "verify", "latest")  # the operator's command says the same
@@ -264,7 +265,7 @@ def test_objects_replaced_remotely_by_same_size_bytes_are_named_by_verify(
     since = proxy.requests_total
     night.run()
     assertDayStored(night, s3, files)
-    assert sentObjects(proxy, night.bucket, since) == sorted(victims)
+    assert sentObjects(proxy, night, since) == sorted(victims)
 
 
 def _fiveMib() -> dict[str, int]:
@@ -274,15 +275,13 @@ def _fiveMib() -> dict[str, int]:
 # -- a re-run of a stored day dies half-way -----------------------------------------------------------------
 
 
-def test_same_day_rerun_failing_half_way_leaves_every_file_old_or_new(
-    night: Night, s3: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_same_day_rerun_failing_half_way_leaves_every_file_old_or_new(night: Night, s3: Any, proxy: FaultProxy) -> None:
     old = {f"host{index % 2}/f{index}.tar": os.urandom(5_000 + index) for index in range(6)}
     night.stage(old)
     night.settings |= {"max_attempts": 2, "max_concurrency": 1}
     night.run()
-    oldManifest = manifestBytes(s3, night.bucket)
-    oldRecords = manifestOf(s3, night.bucket).byRelative()
+    oldManifest = manifestBytes(s3, night)
+    oldRecords = manifestOf(s3, night).byRelative()
     night.indicator().unlink()
 
     new = {relative: os.urandom(len(data)) for relative, data in old.items()}  # same sizes: only content differs
@@ -294,11 +293,11 @@ def test_same_day_rerun_failing_half_way_leaves_every_file_old_or_new(
     )
     with pytest.raises(S3Error) as caught:
         night.run()
-    assert f"{DAY}/{third}" in str(caught.value) and "InternalError" in str(caught.value)
+    assert night.key(third) in str(caught.value) and "InternalError" in str(caught.value)
     assert broken.injected == 2  # retried, then given up
     assertNothingRecordedAsGood(night, s3, previousManifest=oldManifest)
 
-    remote = {relative: getBytes(s3, night.bucket, f"{DAY}/{relative}") for relative in order}
+    remote = {relative: getBytes(s3, night.bucket, night.key(relative)) for relative in order}
     for relative, data in remote.items():
         assert data in (old[relative], new[relative]), relative
         assert sha256(data) in (oldRecords[relative].plaintextSha256, sha256(new[relative]))
@@ -307,11 +306,12 @@ def test_same_day_rerun_failing_half_way_leaves_every_file_old_or_new(
     settings = LocalConfig(xmlPath=str(night.configPath)).amazons3
     assert settings is not None
     with buildStore(settings, None) as store:  # the old copies still match the old manifest, checksum for checksum
-        assert verifyObjects(store, f"{DAY}/", stillOld) == len(stillOld)
+        assert verifyObjects(store, f"{night.suffix}/", stillOld) == len(stillOld)
 
     proxy.clear_rules()
     since = proxy.requests_total
     night.run()
     assertDayStored(night, s3, new)
-    assert sentObjects(proxy, night.bucket, since) == order[2:]  # the two already new are not sent again
-    assert MARKER_KEY not in listKeys(s3, night.bucket) and MANIFEST_KEY in listKeys(s3, night.bucket)
+    assert sentObjects(proxy, night, since) == order[2:]  # the two already new are not sent again
+    keys = listKeys(s3, night.bucket)
+    assert night.key(INCOMPLETE_MARKER) not in keys and night.key(MANIFEST_NAME) in keys

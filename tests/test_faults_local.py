@@ -9,9 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +16,6 @@ from typing import Any
 import pytest
 
 from faultkit import (
-    DAY,
-    MANIFEST_KEY,
     MIB,
     assertNothingRecordedAsGood,
     keyPath,
@@ -29,42 +24,9 @@ from faultkit import (
     sha256,
 )
 from faultproxy import FaultProxy, delay, status
-from formatkit import INCOMPLETE_MARKER
-from gpgkit import Key, decrypt, throwawayKey, writePassphraseFile
+from formatkit import INCOMPLETE_MARKER, MANIFEST_NAME
+from gpgkit import Key, decrypt, throwawayKey, tmpfs, tmpfsTempDir, writePassphraseFile
 from nightkit import MotoServer, Night, getBytes, listKeys
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` at ``path``: another filesystem than staging, and one that fills."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    path.mkdir(exist_ok=True)
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (container without CAP_SYS_ADMIN?): {mount.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True, timeout=30)
-
-
-@contextlib.contextmanager
-def tmpfsTempDir(monkeypatch: pytest.MonkeyPatch, size: str) -> Iterator[Path]:
-    """The temp dir (where private GnuPG homes, and so gpg's batch outputs, go) on a tmpfs of ``size``."""
-    parent = Path(tempfile.mkdtemp(prefix="cs3f-", dir="/tmp"))
-    try:
-        with tmpfs(parent / "t", size) as path:
-            monkeypatch.setattr(tempfile, "tempdir", str(path))
-            yield path
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -91,7 +53,7 @@ def test_encrypting_big_files_needs_no_scratch_space(
         assert list(workDir.iterdir()) == [] and list(tempDir.iterdir()) == []
     assert night.indicator().exists()
     for relative, data in files.items():
-        stored = getBytes(s3, night.bucket, f"{DAY}/{relative}")
+        stored = getBytes(s3, night.bucket, night.key(relative))
         assert decrypt(stored, passphraseFile=passphrase, home=tmp_path) == data
 
 
@@ -106,9 +68,9 @@ def test_batched_small_files_need_room_for_one_ciphertext_per_upload(
         night.run()
         assert list(tempDir.iterdir()) == []
     assert night.indicator().exists()
-    assert len(listKeys(s3, night.bucket, DAY)) == len(files) + 1
+    assert len(listKeys(s3, night.bucket, night.suffix)) == len(files) + 1
     for relative in ("host1/small-000.tar", "host1/small-099.tar"):
-        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=recipient.home) == files[relative]
+        assert decrypt(getBytes(s3, night.bucket, night.key(relative)), home=recipient.home) == files[relative]
 
 
 def test_batch_filling_the_temp_dir_is_a_clear_oserror(
@@ -136,10 +98,11 @@ def test_batch_with_the_temp_dir_on_another_filesystem_than_staging(
         night.run()
         assert list(tempDir.iterdir()) == []
     assert night.indicator().exists()
-    assert set(listKeys(s3, night.bucket, DAY)) == {f"{DAY}/{relative}" for relative in files} | {MANIFEST_KEY}
+    expected = {night.key(relative) for relative in [*files, MANIFEST_NAME]}
+    assert set(listKeys(s3, night.bucket, night.suffix)) == expected
     for relative, data in files.items():
-        assert decrypt(getBytes(s3, night.bucket, f"{DAY}/{relative}"), home=recipient.home) == data, relative
-    records = manifestOf(s3, night.bucket).byRelative()
+        assert decrypt(getBytes(s3, night.bucket, night.key(relative)), home=recipient.home) == data, relative
+    records = manifestOf(s3, night).byRelative()
     assert {relative: record.plaintextSha256 for relative, record in records.items()} == {
         relative: sha256(data) for relative, data in files.items()
     }
@@ -195,7 +158,7 @@ def test_staged_file_growing_after_the_listing_is_a_clear_valueerror(night: Nigh
     ):
         night.run()
     assertNothingRecordedAsGood(night, s3)
-    assert f"{DAY}/host1/b.tar" not in listKeys(s3, night.bucket)
+    assert night.key("host1/b.tar") not in listKeys(s3, night.bucket)
 
 
 def test_staged_file_vanishing_after_the_listing_is_a_clear_error(night: Night, s3: Any, moto: MotoServer) -> None:
@@ -207,7 +170,7 @@ def test_staged_file_vanishing_after_the_listing_is_a_clear_error(night: Night, 
     ):
         night.run()
     assertNothingRecordedAsGood(night, s3)
-    assert f"{DAY}/host1/b.tar" not in listKeys(s3, night.bucket)
+    assert night.key("host1/b.tar") not in listKeys(s3, night.bucket)
 
 
 def test_staged_file_growing_while_uploaded_is_a_clear_valueerror(night: Night, s3: Any, moto: MotoServer) -> None:

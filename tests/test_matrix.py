@@ -26,7 +26,7 @@ from faultkit import MULTIPART, PART_2, partsSent, sentObjects
 from faultproxy import FaultProxy, corrupt_request_body, reset_after, truncate_response_body
 from formatkit import MANIFEST_NAME
 from gpgkit import decrypt, writePassphraseFile
-from nightkit import MotoServer, Night, dateSuffix, getBytes, listKeys, newBucketName
+from nightkit import MotoServer, Night, getBytes, listKeys, newBucketName
 
 MIB = 1024 * 1024
 IMPLEMENTATIONS = [
@@ -102,11 +102,10 @@ def dayFiles() -> dict[str, bytes]:
     }
 
 
-def assertStored(target: Target, files: dict[str, bytes]) -> None:
-    day = dateSuffix()
+def assertStored(target: Target, night: Night, files: dict[str, bytes]) -> None:
     for relative, data in files.items():
-        assert getBytes(target.client, target.bucket, f"{day}/{relative}") == data, relative
-    assert f"{day}/{MANIFEST_NAME}" in listKeys(target.client, target.bucket)
+        assert getBytes(target.client, target.bucket, night.key(relative)) == data, relative
+    assert night.key(MANIFEST_NAME) in listKeys(target.client, target.bucket)
 
 
 # -- a whole night, then the operator's commands -----------------------------------------------------------------
@@ -118,9 +117,9 @@ def test_a_night_stores_verifies_and_restores(tmp_path: Path, target: Target) ->
     night.settings |= MULTIPART
     night.stage(files)
     night.run()
-    assertStored(target, files)
+    assertStored(target, night, files)
     assert night.indicator().exists()
-    assert getBytes(target.client, target.bucket, f"{dateSuffix()}/host2/big.tar") == files["host2/big.tar"]
+    assert getBytes(target.client, target.bucket, night.key("host2/big.tar")) == files["host2/big.tar"]
     verified = cli(night, "verify", "latest", "--download")
     assert verified.code == 0, verified.stdout + verified.stderr
     restored = cli(night, "restore", "latest", "--to", str(tmp_path / "restored"))
@@ -136,7 +135,7 @@ def test_an_encrypted_night_streams_big_files_into_parts(tmp_path: Path, target:
     night.stage(files)
     night.run()
     for relative, data in files.items():
-        stored = getBytes(target.client, target.bucket, f"{dateSuffix()}/{relative}")
+        stored = getBytes(target.client, target.bucket, night.key(relative))
         assert decrypt(stored, passphraseFile=passphrase, home=tmp_path) == data
     verified = cli(night, "verify", "latest", "--download", "--passphrase-file", str(passphrase))
     assert verified.code == 0, verified.stdout + verified.stderr
@@ -148,7 +147,7 @@ def test_a_day_of_more_than_1000_files_is_listed_and_verified_across_pages(tmp_p
     night = nightOn(tmp_path, target)
     night.stage(files)
     night.run()
-    assert len(listKeys(target.client, target.bucket, dateSuffix())) == len(files) + 1
+    assert len(listKeys(target.client, target.bucket, night.suffix)) == len(files) + 1
     night.indicator().unlink()
     night.run()  # a re-run reads the 1,005-entry listing (two pages) and the manifest, and reuses every object
     listed = cli(night, "list", "--json")
@@ -184,7 +183,7 @@ def test_the_real_cback3_night_stores_the_day(target: Target) -> None:
             if path.is_file() and not path.name.startswith("cback.")
         }
         assert staged
-        assertStored(target, staged)
+        assertStored(target, night, staged)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -231,9 +230,9 @@ def test_a_multipart_upload_broken_by_the_network_is_continued_by_the_next_night
     proxied.clear_rules()
     since = proxied.requests_total
     night.run()
-    assertStored(target, files)
-    assert sentObjects(proxied, target.bucket, since) == ([] if target.resumesUploads else ["host/big.tar"])
-    assert partsSent(proxied, target.bucket, "host/big.tar", since) == 3 - kept  # only what was missing
+    assertStored(target, night, files)
+    assert sentObjects(proxied, night, since) == ([] if target.resumesUploads else ["host/big.tar"])
+    assert partsSent(proxied, night, "host/big.tar", since) == 3 - kept  # only what was missing
 
 
 @pytest.mark.parametrize("target", HTTP_ONLY, indirect=True)
@@ -246,7 +245,7 @@ def test_a_download_broken_mid_body_is_continued_with_a_ranged_get(
     night.run()
     night.endpoint = proxied.url
     night.writeConfig()
-    key = f"/{target.bucket}/{dateSuffix()}/host/big.tar"
+    key = f"/{target.bucket}/{night.key('host/big.tar')}"
     cut = proxied.add_rule(truncate_response_body(1_000_000), method="GET", path=f"^{key}$", nth=1)
     restored = cli(night, "restore", "latest", "--to", str(tmp_path / "restored"))
     assert restored.code == 0, restored.stderr
@@ -274,7 +273,7 @@ def test_bytes_damaged_in_transit_are_refused_by_ceph_itself(tmp_path: Path, cep
         with pytest.raises(OSError, match=r"rejected the data as corrupt in transit \((BadDigest|XAmzContentSHA256)"):
             night.run()
         assert flip.injected >= 1
-    assert f"{dateSuffix()}/host/a.tar" not in listKeys(client, bucket)
+    assert night.key("host/a.tar") not in listKeys(client, bucket)
     assert not night.indicator().exists()
 
 
@@ -309,7 +308,7 @@ def test_object_lock_reaches_every_object_where_the_store_has_it(tmp_path: Path,
     files = {"host/a.tar": os.urandom(5_000)}
     night.stage(files)
     night.run()
-    head = target.client.head_object(Bucket=bucket, Key=f"{dateSuffix()}/host/a.tar")
+    head = target.client.head_object(Bucket=bucket, Key=night.key("host/a.tar"))
     assert head["ObjectLockMode"] == "GOVERNANCE"
     digest = hashlib.sha256(files["host/a.tar"]).hexdigest()
     assert head["Metadata"]["cedar-plaintext-sha256"] == digest

@@ -8,7 +8,6 @@ import errno
 import os
 import signal
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from cedar_s3.children import ChildTimeoutError, Deadlines
 from cedar_s3.gpg.multifile import MultifileSession
-from gpgkit import GPG, Key, decrypt, throwawayKey
+from gpgkit import GPG, Key, decrypt, throwawayKey, tmpfs
 
 QUICK = Deadlines(allowance=2.0, minThroughput=1024 * 1024)
 
@@ -90,10 +89,7 @@ def test_a_file_gpg_refuses_is_an_error_naming_the_file_and_what_gpg_said(tmp_pa
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
 def test_success_reported_after_a_write_error_is_not_trusted(tmp_path: Path, key: Key) -> None:
     """Real gpg on a full disk reports END_ENCRYPTION for the truncated file it leaves behind."""
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(small)], check=True, timeout=30)
-    try:
+    with tmpfs(tmp_path / "small", "64k") as small:
         big, tiny = stagedFiles(tmp_path, [os.urandom(200_000), b"tiny"])
         directory = scratch(small)
         current = session(key, directory)
@@ -107,8 +103,6 @@ def test_success_reported_after_a_write_error_is_not_trusted(tmp_path: Path, key
             assert decrypt(output.read_bytes(), home=key.home) == b"tiny"
         finally:
             current.close()
-    finally:
-        subprocess.run(["umount", str(small)], check=True, timeout=30)
 
 
 def test_a_start_up_warning_does_not_count_against_the_first_file(tmp_path: Path, key: Key) -> None:

@@ -11,9 +11,9 @@ import pytest
 
 from cedar_s3.bucketformat import MANIFEST_NAME, parseManifest
 from cedar_s3.s3.errors import S3Error
-from nightkit import TODAY, Night, dateSuffix, getBytes, listKeys
-
-DAY = dateSuffix()
+from faultkit import sentObjects
+from faultproxy import FaultProxy
+from nightkit import Night, dateSuffix, getBytes, listKeys
 
 
 def staged(night: Night) -> dict[str, bytes]:
@@ -32,9 +32,9 @@ def test_stores_day_under_upstream_key_layout_with_bytes_and_indicator(night: Ni
     files = staged(night)
     night.run()
     keys = listKeys(s3, night.bucket)
-    assert set(keys) == {f"{DAY}/{relative}" for relative in files} | {f"{DAY}/{MANIFEST_NAME}"}
+    assert set(keys) == {night.key(relative) for relative in files} | {night.key(MANIFEST_NAME)}
     for relative, data in files.items():
-        assert getBytes(s3, night.bucket, f"{DAY}/{relative}") == data
+        assert getBytes(s3, night.bucket, night.key(relative)) == data
     assert night.indicator().exists()
     assert not any(key.endswith(("cback.stage", "cback.collect")) for key in keys)
 
@@ -45,22 +45,22 @@ def test_bucket_prefix_is_honoured(night: Night, s3: Any) -> None:
     night.run()
     bucket = night.bucket.split("/")[0]
     keys = listKeys(s3, bucket)
-    assert f"nightly/server1/{DAY}/host1/etc.tar.gz" in keys
-    assert all(key.startswith(f"nightly/server1/{DAY}/") for key in keys)
+    assert f"nightly/server1/{night.key('host1/etc.tar.gz')}" in keys
+    assert all(key.startswith(f"nightly/server1/{night.suffix}/") for key in keys)
     assert len(keys) == len(files) + 1
 
 
 def test_manifest_describes_every_object(night: Night, s3: Any) -> None:
     files = staged(night)
     night.run()
-    manifest = parseManifest(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    manifest = parseManifest(getBytes(s3, night.bucket, night.key(MANIFEST_NAME)), source="test")
     records = manifest.byRelative()
     assert set(records) == set(files)
     for relative, data in files.items():
         assert records[relative].plaintextSha256 == hashlib.sha256(data).hexdigest()
         assert records[relative].size == len(data)
         assert records[relative].encryption == "none"
-    assert manifest.header.day == DAY and manifest.header.finished >= manifest.header.started
+    assert manifest.header.day == night.suffix and manifest.header.finished >= manifest.header.started
 
 
 def test_rerun_replaces_changed_objects_and_removes_stale_ones(night: Night, s3: Any) -> None:
@@ -71,18 +71,20 @@ def test_rerun_replaces_changed_objects_and_removes_stale_ones(night: Night, s3:
     (day / "host1" / "etc.tar.gz").write_bytes(b"new content")
     night.run()
     keys = listKeys(s3, night.bucket)
-    assert f"{DAY}/host2/var.tar.bz2" not in keys
-    assert getBytes(s3, night.bucket, f"{DAY}/host1/etc.tar.gz") == b"new content"
-    manifest = json.loads(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"))
+    assert night.key("host2/var.tar.bz2") not in keys
+    assert getBytes(s3, night.bucket, night.key("host1/etc.tar.gz")) == b"new content"
+    manifest = json.loads(getBytes(s3, night.bucket, night.key(MANIFEST_NAME)))
     assert "host2/var.tar.bz2" not in {entry["relative"] for entry in manifest["objects"]}
 
 
-def test_rerun_skips_what_is_already_stored(night: Night, s3: Any, caplog: pytest.LogCaptureFixture) -> None:
-    staged(night)
+def test_rerun_skips_what_is_already_stored(night: Night, s3: Any, proxy: FaultProxy) -> None:
+    files = staged(night)
     night.run()
-    caplog.set_level("INFO", logger="CedarBackup3.log.extend.amazons3")
+    assert sentObjects(proxy, night) == sorted(files)
+    since = proxy.requests_total
     night.run()
-    assert any("skipped 5 already stored" in record.getMessage() for record in caplog.records)
+    assert sentObjects(proxy, night, since) == []  # none of the five is sent again
+    assert {relative: getBytes(s3, night.bucket, night.key(relative)) for relative in files} == files
 
 
 def test_failed_rerun_deletes_nothing_and_writes_no_indicator(night: Night, s3: Any) -> None:
@@ -97,7 +99,7 @@ def test_failed_rerun_deletes_nothing_and_writes_no_indicator(night: Night, s3: 
     after = {key: getBytes(s3, night.bucket, key) for key in listKeys(s3, night.bucket)}
     assert after == before
     assert not night.indicator().exists()
-    assert f"{DAY}/host1/etc.tar.gz" in after and len(files) + 1 == len(after)
+    assert night.key("host1/etc.tar.gz") in after and len(files) + 1 == len(after)
 
 
 def test_size_limit_exceeded_sends_nothing(night: Night, s3: Any) -> None:
@@ -115,7 +117,7 @@ def test_a_day_of_more_than_a_thousand_files_paginates(night: Night, s3: Any) ->
     night.run()
     keys = listKeys(s3, night.bucket)
     assert len(keys) == 1101
-    manifest = json.loads(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"))
+    manifest = json.loads(getBytes(s3, night.bucket, night.key(MANIFEST_NAME)))
     assert len(manifest["objects"]) == 1100
 
 
@@ -124,9 +126,9 @@ def test_multipart_objects_are_stored_and_verified(night: Night, s3: Any) -> Non
     night.stage({"host/big.tar": big})
     night.settings |= {"multipart_threshold": "5 MB", "multipart_chunksize": "5 MB"}
     night.run()
-    head = s3.head_object(Bucket=night.bucket, Key=f"{DAY}/host/big.tar")
+    head = s3.head_object(Bucket=night.bucket, Key=night.key("host/big.tar"))
     assert head["ETag"].strip('"').endswith("-3")
-    assert getBytes(s3, night.bucket, f"{DAY}/host/big.tar") == big
+    assert getBytes(s3, night.bucket, night.key("host/big.tar")) == big
 
 
 def test_missing_bucket_fails_fast_with_a_clear_message(night: Night, s3: Any) -> None:
@@ -156,49 +158,47 @@ def test_object_replaced_remotely_is_caught_by_verification(night: Night, s3: An
 
     files = staged(night)
     night.run()
-    key = f"{DAY}/host1/etc.tar.gz"
+    key = night.key("host1/etc.tar.gz")
     s3.put_object(Bucket=night.bucket, Key=key, Body=os.urandom(len(files["host1/etc.tar.gz"])))
-    manifest = parseManifest(getBytes(s3, night.bucket, f"{DAY}/{MANIFEST_NAME}"), source="test")
+    manifest = parseManifest(getBytes(s3, night.bucket, night.key(MANIFEST_NAME)), source="test")
     settings = LocalConfig(xmlPath=str(night.configPath)).amazons3
     assert settings is not None
     with buildStore(settings, None) as store, pytest.raises(VerificationError, match=key) as caught:
-        verifyObjects(store, f"{DAY}/", manifest.objects)
+        verifyObjects(store, f"{night.suffix}/", manifest.objects)
     assert len(caught.value.problems) == 1
 
 
-def test_unreachable_endpoint_fails_within_seconds(night: Night) -> None:
-    import time
-
+def test_unreachable_endpoint_fails_after_two_tries_at_the_bucket(night: Night) -> None:
+    """Nothing listens on the port: the bucket check tries twice (one retry, not <max_attempts>) and gives up."""
+    from faultkit import connectAttempts
     from nightkit import freePort
 
     staged(night)
-    night.endpoint = f"http://127.0.0.1:{freePort()}"
-    started = time.monotonic()
-    with pytest.raises(S3Error, match="could not connect"):
+    port = freePort()
+    night.endpoint = f"http://127.0.0.1:{port}"
+    with connectAttempts(port) as attempts, pytest.raises(S3Error, match="could not connect"):
         night.run()
-    assert time.monotonic() - started < 10
+    assert attempts.count == 2
 
 
 def test_yesterday_is_used_when_today_is_not_staged(night: Night, s3: Any) -> None:
     import datetime
 
-    yesterday = TODAY - datetime.timedelta(days=1)
+    yesterday = night.day - datetime.timedelta(days=1)
     night.stage({"h/a": b"a"}, day=yesterday)
     night.run(full=False)
     assert f"{dateSuffix(yesterday)}/h/a" in listKeys(s3, night.bucket)
     assert night.indicator(yesterday).exists()
 
 
-def test_rerun_after_a_storage_setting_change_sends_files_again(
-    night: Night, s3: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    staged(night)
+def test_rerun_after_a_storage_setting_change_sends_files_again(night: Night, s3: Any, proxy: FaultProxy) -> None:
+    files = staged(night)
     night.run()
     night.settings["storage_class"] = "STANDARD_IA"
-    caplog.set_level("INFO", logger="CedarBackup3.log.extend.amazons3")
+    since = proxy.requests_total
     night.run()
-    assert any("skipped 0 already stored" in record.getMessage() for record in caplog.records)
-    assert s3.head_object(Bucket=night.bucket, Key=f"{DAY}/host1/etc.tar.gz")["StorageClass"] == "STANDARD_IA"
+    assert sentObjects(proxy, night, since) == sorted(files)  # every one again, none taken as stored
+    assert s3.head_object(Bucket=night.bucket, Key=night.key("host1/etc.tar.gz"))["StorageClass"] == "STANDARD_IA"
 
 
 def test_a_path_too_long_for_an_s3_key_is_refused_before_sending(night: Night, s3: Any) -> None:

@@ -8,7 +8,6 @@ key, an unsigned day under ``--require-signature``, and a signed manifest moved 
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -69,9 +68,8 @@ def forge(night: Night, s3: Any, admin: Key, relative: str, content: bytes) -> b
     home = newHome(night.root / "writer-gnupg")
     gpg(home, "--import", stdin=public)
     ciphertext = gpg(home, "--trust-model", "always", "-r", admin.fingerprint, "--encrypt", stdin=content).stdout
-    day = dateSuffix()
-    s3.put_object(Bucket=night.bucket, Key=f"{day}/{relative}", Body=ciphertext)
-    manifest = json.loads(getBytes(s3, night.bucket, f"{day}/{MANIFEST_NAME}"))
+    s3.put_object(Bucket=night.bucket, Key=night.key(relative), Body=ciphertext)
+    manifest = json.loads(getBytes(s3, night.bucket, night.key(MANIFEST_NAME)))
     for entry in manifest["objects"]:
         if entry["relative"] == relative:
             entry |= {
@@ -84,7 +82,7 @@ def forge(night: Night, s3: Any, admin: Key, relative: str, content: bytes) -> b
                 "partSize": None,
             }
     body = json.dumps(manifest).encode()
-    s3.put_object(Bucket=night.bucket, Key=f"{day}/{MANIFEST_NAME}", Body=body)
+    s3.put_object(Bucket=night.bucket, Key=night.key(MANIFEST_NAME), Body=body)
     return body
 
 
@@ -96,7 +94,7 @@ def test_a_signed_night_verifies_and_restores(
     night: Night, s3: Any, tmp_path: Path, admin: Key, signer: Key, serverHome: Path
 ) -> None:
     signedNight(night, admin, signer, serverHome)
-    assert f"{dateSuffix()}/{SIGNATURE_NAME}" in listKeys(s3, night.bucket)
+    assert night.key(SIGNATURE_NAME) in listKeys(s3, night.bucket)
     verified = cli(night, "verify", "latest", "--download", "--gpg-home", str(admin.home), "--require-signature")
     assert verified.code == 0, verified.stdout + verified.stderr
     restored = restore(night, admin, tmp_path / "restored", "--require-signature")
@@ -135,7 +133,7 @@ def test_a_manifest_re_signed_by_another_key_is_refused(
     signedNight(night, admin, signer, serverHome)
     body = forge(night, s3, admin, "host/notes.txt", b"the forged notes\n")
     forged = gpg(forger.home, "--local-user", forger.fingerprint, "--detach-sign", stdin=body).stdout
-    s3.put_object(Bucket=night.bucket, Key=f"{dateSuffix()}/{SIGNATURE_NAME}", Body=forged)
+    s3.put_object(Bucket=night.bucket, Key=night.key(SIGNATURE_NAME), Body=forged)
     restored = restore(night, admin, tmp_path / "restored")
     assert restored.code == 1
     assert f"signed by {forger.fingerprint}, not by the trusted key {signer.fingerprint}" in restored.lastError
@@ -146,7 +144,7 @@ def test_an_unsigned_day_is_refused_only_when_a_signature_is_required(
     night: Night, s3: Any, tmp_path: Path, admin: Key, signer: Key, serverHome: Path
 ) -> None:
     signedNight(night, admin, signer, serverHome)
-    s3.delete_object(Bucket=night.bucket, Key=f"{dateSuffix()}/{SIGNATURE_NAME}")
+    s3.delete_object(Bucket=night.bucket, Key=night.key(SIGNATURE_NAME))
     required = restore(night, admin, tmp_path / "required", "--require-signature")
     assert required.code == 1 and "is not signed, and --require-signature was given" in required.lastError
     assert not (tmp_path / "required").exists() or tree(tmp_path / "required") == {}
@@ -159,16 +157,16 @@ def test_a_signed_manifest_moved_to_another_day_is_refused(
 ) -> None:
     """A replay: the genuine signed manifest (and its objects) of one day put under another day's prefix."""
     signedNight(night, admin, signer, serverHome)
-    other = (datetime.date.today() - datetime.timedelta(days=3)).strftime("%Y/%m/%d")
-    for key in listKeys(s3, night.bucket, dateSuffix()):
+    other = dateSuffix(night.ago(3))
+    for key in listKeys(s3, night.bucket, night.suffix):
         s3.copy_object(
             Bucket=night.bucket,
             CopySource={"Bucket": night.bucket, "Key": key},
-            Key=key.replace(dateSuffix(), other, 1),
+            Key=key.replace(night.suffix, other, 1),
         )
     when = other.replace("/", "-")
     moved = cli(night, "restore", when, "--to", str(tmp_path / "moved"), "--gpg-home", str(admin.home))
-    assert moved.code == 1 and f"describes day '{dateSuffix()}', not '{other}'" in moved.lastError
+    assert moved.code == 1 and f"describes day '{night.suffix}', not '{other}'" in moved.lastError
 
 
 def test_a_signing_key_missing_from_its_home_fails_the_night_before_any_upload(

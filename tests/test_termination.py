@@ -19,7 +19,7 @@ from attackkit import ChildNight, cback3Argv, cback3Env, waitFor
 from faultkit import keyPath
 from faultproxy import FaultProxy, delay
 from gpgkit import writePassphraseFile
-from nightkit import MotoServer, Night, dateSuffix, getBytes, newBucketName, s3Client
+from nightkit import MotoServer, Night, getBytes, newBucketName, s3Client
 
 pytestmark = [
     pytest.mark.e2e,
@@ -103,5 +103,5 @@ def test_sigterm_mid_upload_stops_the_night_and_leaves_nothing_behind(
         finally:
             second.close()
     assert night.indicator().exists()
-    stored: dict[str, Any] = {relative: getBytes(client, bucket, f"{dateSuffix()}/{relative}") for relative in files}
+    stored: dict[str, Any] = {relative: getBytes(client, bucket, night.key(relative)) for relative in files}
     assert all(stored.values())

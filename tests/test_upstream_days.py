@@ -47,8 +47,13 @@ def keyArgs(days: UpstreamDays, mode: str) -> list[str]:
     return []
 
 
-def today() -> str:
-    return dateSuffix().replace("/", "-")
+def when(day: UpstreamDay) -> str:
+    """The day as the operator types it."""
+    return day.day.isoformat()
+
+
+def suffix(day: UpstreamDay) -> str:
+    return dateSuffix(day.day)
 
 
 # -- list ---------------------------------------------------------------------------------------------------------
@@ -74,7 +79,15 @@ def test_restore_of_an_upstream_day_gives_back_every_staged_file(
 ) -> None:
     day = upstreamDays.days[mode]
     target = tmp_path / "restored"
-    outcome = cli(upstreamDays, day.s3Bucket, "restore", today(), "--to", str(target), *keyArgs(upstreamDays, mode))
+    outcome = cli(
+        upstreamDays,
+        day.s3Bucket,
+        "restore",
+        when(upstreamDays.days[mode]),
+        "--to",
+        str(target),
+        *keyArgs(upstreamDays, mode),
+    )
     assert outcome.code == 0, outcome.stderr
     assert tree(target) == day.files  # encrypted objects decrypted, upstream's unencrypted empty file as it was
     assert "no recorded digest existed for this day" in outcome.stderr
@@ -84,7 +97,9 @@ def test_restore_of_an_encrypted_upstream_day_without_keys_names_what_to_give(
     upstreamDays: UpstreamDays, tmp_path: Path
 ) -> None:
     day = upstreamDays.days["symmetric"]
-    outcome = cli(upstreamDays, day.s3Bucket, "restore", today(), "--to", str(tmp_path / "restored"))
+    outcome = cli(
+        upstreamDays, day.s3Bucket, "restore", when(upstreamDays.days["symmetric"]), "--to", str(tmp_path / "restored")
+    )
     assert outcome.code == 1
     assert "--passphrase-file or --gpg-home" in outcome.stderr
     assert {path for path in tree(tmp_path / "restored")} <= {"localhost/empty.log"}  # no decrypted file
@@ -96,12 +111,20 @@ def test_a_damaged_ciphertext_of_an_upstream_day_fails_gpgs_integrity_check(
     bucket = copyDay(upstreamDays, upstreamDays.days["symmetric"])
     client = upstreamDays.client()
     prefix = bucket.split("/", 1)[1]
-    key = f"{prefix}/{dateSuffix()}/localhost/random.bin"
+    key = f"{prefix}/{suffix(upstreamDays.days['symmetric'])}/localhost/random.bin"
     data = bytearray(getBytes(client, upstreamDays.bucket, key))
     data[len(data) // 2] ^= 0xFF
     client.put_object(Bucket=upstreamDays.bucket, Key=key, Body=bytes(data))
     target = tmp_path / "restored"
-    outcome = cli(upstreamDays, bucket, "restore", today(), "--to", str(target), *keyArgs(upstreamDays, "symmetric"))
+    outcome = cli(
+        upstreamDays,
+        bucket,
+        "restore",
+        when(upstreamDays.days["symmetric"]),
+        "--to",
+        str(target),
+        *keyArgs(upstreamDays, "symmetric"),
+    )
     assert outcome.code == 1
     assert f"{key}: gpg could not decrypt it" in outcome.stderr
     restored = tree(target)
@@ -115,16 +138,18 @@ def test_a_damaged_ciphertext_of_an_upstream_day_fails_gpgs_integrity_check(
 
 def test_verify_of_an_upstream_day_is_unverifiable_not_ok_and_not_bad(upstreamDays: UpstreamDays) -> None:
     day = upstreamDays.days["plain"]
-    outcome = cli(upstreamDays, day.s3Bucket, "verify", today())
+    outcome = cli(upstreamDays, day.s3Bucket, "verify", when(upstreamDays.days["plain"]))
     assert outcome.code == 3, outcome.stdout + outcome.stderr
-    assert outcome.stdout.split()[:2] == [today(), "UNVERIFIABLE"]
+    assert outcome.stdout.split()[:2] == [when(upstreamDays.days["plain"]), "UNVERIFIABLE"]
     assert f"{len(day.files)} object(s) listed and readable" in outcome.stdout
 
 
 @pytest.mark.parametrize("mode", ["symmetric", "publickey"])
 def test_verify_download_of_an_upstream_day_decrypts_every_object(upstreamDays: UpstreamDays, mode: str) -> None:
     day = upstreamDays.days[mode]
-    outcome = cli(upstreamDays, day.s3Bucket, "verify", today(), "--download", *keyArgs(upstreamDays, mode))
+    outcome = cli(
+        upstreamDays, day.s3Bucket, "verify", when(upstreamDays.days[mode]), "--download", *keyArgs(upstreamDays, mode)
+    )
     assert outcome.code == 3, outcome.stdout + outcome.stderr
     assert "read whole and decrypted where encrypted" in outcome.stdout
 
@@ -132,11 +157,18 @@ def test_verify_download_of_an_upstream_day_decrypts_every_object(upstreamDays: 
 def test_verify_download_names_a_damaged_object_of_an_upstream_day(upstreamDays: UpstreamDays) -> None:
     bucket = copyDay(upstreamDays, upstreamDays.days["symmetric"])
     client = upstreamDays.client()
-    key = f"{bucket.split('/', 1)[1]}/{dateSuffix()}/localhost/mysqldump-app.sql"
+    key = f"{bucket.split('/', 1)[1]}/{suffix(upstreamDays.days['symmetric'])}/localhost/mysqldump-app.sql"
     client.put_object(Bucket=upstreamDays.bucket, Key=key, Body=getBytes(client, upstreamDays.bucket, key)[:-40])
-    outcome = cli(upstreamDays, bucket, "verify", today(), "--download", *keyArgs(upstreamDays, "symmetric"))
+    outcome = cli(
+        upstreamDays,
+        bucket,
+        "verify",
+        when(upstreamDays.days["symmetric"]),
+        "--download",
+        *keyArgs(upstreamDays, "symmetric"),
+    )
     assert outcome.code == 1
-    assert outcome.stdout.split()[:2] == [today(), "BAD"] and key in outcome.stdout
+    assert outcome.stdout.split()[:2] == [when(upstreamDays.days["symmetric"]), "BAD"] and key in outcome.stdout
 
 
 # -- adopt --------------------------------------------------------------------------------------------------------
@@ -156,7 +188,7 @@ def test_an_adopted_upstream_day_is_verified_and_restored_like_any_day(
         upstreamDays,
         bucket,
         "adopt",
-        today(),
+        when(upstreamDays.days[mode]),
         "--dry-run",
         "--state-dir",
         str(tmp_path / "state"),
@@ -166,10 +198,16 @@ def test_an_adopted_upstream_day_is_verified_and_restored_like_any_day(
     assert listKeys(client, upstreamDays.bucket, bucket.split("/", 1)[1]).keys() == before.keys()
 
     adopted = cli(
-        upstreamDays, bucket, "adopt", today(), "--state-dir", str(tmp_path / "state"), *keyArgs(upstreamDays, mode)
+        upstreamDays,
+        bucket,
+        "adopt",
+        when(upstreamDays.days[mode]),
+        "--state-dir",
+        str(tmp_path / "state"),
+        *keyArgs(upstreamDays, mode),
     )
     assert adopted.code == 0, adopted.stdout + adopted.stderr
-    prefix = f"{bucket.split('/', 1)[1]}/{dateSuffix()}/"
+    prefix = f"{bucket.split('/', 1)[1]}/{suffix(upstreamDays.days[mode])}/"
     manifest = json.loads(getBytes(client, upstreamDays.bucket, prefix + MANIFEST_NAME))
     assert (
         manifest["adoption"]["by"].startswith("cedar-s3 ")
@@ -181,12 +219,22 @@ def test_an_adopted_upstream_day_is_verified_and_restored_like_any_day(
 
     listed = json.loads(cli(upstreamDays, bucket, "list", "--json").stdout)["days"][0]
     assert listed["kind"] == "complete"
-    verified = cli(upstreamDays, bucket, "verify", today())
+    verified = cli(upstreamDays, bucket, "verify", when(upstreamDays.days[mode]))
     assert verified.code == 0 and verified.stdout.split()[1] == "OK", verified.stdout + verified.stderr
-    deep = cli(upstreamDays, bucket, "verify", today(), "--download", *keyArgs(upstreamDays, mode))
+    deep = cli(
+        upstreamDays, bucket, "verify", when(upstreamDays.days[mode]), "--download", *keyArgs(upstreamDays, mode)
+    )
     assert deep.code == 0, deep.stdout + deep.stderr
     target = tmp_path / "restored"
-    restored = cli(upstreamDays, bucket, "restore", today(), "--to", str(target), *keyArgs(upstreamDays, mode))
+    restored = cli(
+        upstreamDays,
+        bucket,
+        "restore",
+        when(upstreamDays.days[mode]),
+        "--to",
+        str(target),
+        *keyArgs(upstreamDays, mode),
+    )
     assert restored.code == 0, restored.stderr
     assert tree(target) == upstreamDays.days[mode].files
     assert "no recorded digest" not in restored.stderr
@@ -194,8 +242,8 @@ def test_an_adopted_upstream_day_is_verified_and_restored_like_any_day(
 
 def test_adopt_refuses_a_day_that_already_has_a_manifest(upstreamDays: UpstreamDays, tmp_path: Path) -> None:
     bucket = copyDay(upstreamDays, upstreamDays.days["plain"])
-    assert cli(upstreamDays, bucket, "adopt", today(), "--state-dir", str(tmp_path)).code == 0
-    again = cli(upstreamDays, bucket, "adopt", today(), "--state-dir", str(tmp_path))
+    assert cli(upstreamDays, bucket, "adopt", when(upstreamDays.days["plain"]), "--state-dir", str(tmp_path)).code == 0
+    again = cli(upstreamDays, bucket, "adopt", when(upstreamDays.days["plain"]), "--state-dir", str(tmp_path))
     assert again.code == 1 and "already has a manifest" in again.stdout
 
 
@@ -205,19 +253,19 @@ def test_an_interrupted_adoption_reads_only_what_it_had_not_read(
     """The first adoption cannot read one object (its body is cut short every time) and writes no manifest; the
     next one reads that object alone (GETs counted on the wire) and adopts the day."""
     bucket = copyDay(upstreamDays, upstreamDays.days["symmetric"])
-    prefix = f"{bucket.split('/', 1)[1]}/{dateSuffix()}/"
+    prefix = f"{bucket.split('/', 1)[1]}/{suffix(upstreamDays.days['symmetric'])}/"
     victim = f"/{upstreamDays.bucket}/{prefix}localhost/random.bin"
     state = ["--state-dir", str(tmp_path / "state"), *keyArgs(upstreamDays, "symmetric"), "--jobs", "1"]
     with FaultProxy("127.0.0.1", moto.port) as proxy:
         proxy.add_rule(truncate_response_body(100), method="GET", path=f"^{victim}$")
-        first = cli(upstreamDays, bucket, "adopt", today(), *state, endpoint=proxy.url)
+        first = cli(upstreamDays, bucket, "adopt", when(upstreamDays.days["symmetric"]), *state, endpoint=proxy.url)
         assert first.code == 1 and "FAILED" in first.stdout, first.stdout + first.stderr
         assert MANIFEST_NAME not in {
             key.rsplit("/", 1)[-1] for key in listKeys(upstreamDays.client(), upstreamDays.bucket, prefix)
         }
         proxy.clear_rules()
         since = proxy.requests_total
-        second = cli(upstreamDays, bucket, "adopt", today(), *state, endpoint=proxy.url)
+        second = cli(upstreamDays, bucket, "adopt", when(upstreamDays.days["symmetric"]), *state, endpoint=proxy.url)
         assert second.code == 0 and "read before an interruption" in second.stdout, second.stdout + second.stderr
         gets = {record.path for record in proxy.records[since:] if record.method == "GET" and "?" not in record.path}
     assert gets == {victim}
@@ -235,15 +283,20 @@ def test_an_upstream_like_multipart_object_is_adopted_with_its_part_etag(
     client.upload_file(
         str(source),
         upstreamDays.bucket,
-        f"{prefix}/{dateSuffix()}/localhost/big.tar",
+        f"{prefix}/{suffix(upstreamDays.days['plain'])}/localhost/big.tar",
         Config=TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB),
     )
     bucket = f"{upstreamDays.bucket}/{prefix}"
-    assert cli(upstreamDays, bucket, "adopt", today(), "--state-dir", str(tmp_path / "s")).code == 0
-    manifest = json.loads(getBytes(client, upstreamDays.bucket, f"{prefix}/{dateSuffix()}/{MANIFEST_NAME}"))
+    assert (
+        cli(upstreamDays, bucket, "adopt", when(upstreamDays.days["plain"]), "--state-dir", str(tmp_path / "s")).code
+        == 0
+    )
+    manifest = json.loads(
+        getBytes(client, upstreamDays.bucket, f"{prefix}/{suffix(upstreamDays.days['plain'])}/{MANIFEST_NAME}")
+    )
     (record,) = manifest["objects"]
     assert (record["partSize"], record["md5Etag"].endswith("-3")) == (8 * MIB, True)
-    verified = cli(upstreamDays, bucket, "verify", today())
+    verified = cli(upstreamDays, bucket, "verify", when(upstreamDays.days["plain"]))
     assert verified.code == 0, verified.stdout + verified.stderr
 
 
@@ -254,5 +307,5 @@ def test_adopting_one_day_changes_no_other(upstreamDays: UpstreamDays, tmp_path:
     client = upstreamDays.client()
     others = {key: getBytes(client, upstreamDays.bucket, key) for key in listKeys(client, upstreamDays.bucket)}
     bucket = copyDay(upstreamDays, upstreamDays.days["plain"])
-    assert cli(upstreamDays, bucket, "adopt", today(), "--state-dir", str(tmp_path)).code == 0
+    assert cli(upstreamDays, bucket, "adopt", when(upstreamDays.days["plain"]), "--state-dir", str(tmp_path)).code == 0
     assert {key: getBytes(client, upstreamDays.bucket, key) for key in others} == others

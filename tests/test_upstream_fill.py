@@ -6,18 +6,16 @@ only read the bucket back and compare it with the staged files.
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import pytest
 
 import gpgkit
 from nightkit import getBytes, listKeys
-from upstreamkit import UpstreamDay, UpstreamDays, UpstreamNightError
+from upstreamkit import UpstreamDay, UpstreamDays, UpstreamNightError, stagedDir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-TODAY = datetime.date.today().strftime("%Y/%m/%d")
 ENCRYPTED = ("symmetric", "publickey")
 OPENPGP_TAG = {"symmetric": 3, "publickey": 1}  # the message's first packet: SKESK for gpg -c, PKESK for gpg -e
 
@@ -39,7 +37,7 @@ def test_the_aws_cli_upstream_ran_is_v1(upstreamDays: UpstreamDays) -> None:
 @pytest.mark.parametrize("mode", ["plain", *ENCRYPTED])
 def test_keys_are_the_date_then_the_path_relative_to_the_staging_dir(upstreamDays: UpstreamDays, mode: str) -> None:
     day = upstreamDays.days[mode]
-    assert day.prefix == f"{mode}/{TODAY}/"
+    assert day.prefix == f"{mode}/{day.day:%Y/%m/%d}/"  # the dir stage made is the night's day's
     assert set(day.files) == {
         "localhost/var-tmp-"
         + day.stagingDir.parents[3].relative_to("/var/tmp").as_posix().replace("/", "-")
@@ -105,6 +103,6 @@ def test_an_empty_file_listed_before_its_dir_exists_kills_upstreams_encrypt_afte
         upstreamDays.night("symmetric", "crash", peers={"quiet": {"empty.dump": b""}}, survivable=False)
     assert failed.value.returncode != 0
     assert listKeys(s3, upstreamDays.bucket, prefix="crash/") == {}  # the earlier copy is gone, nothing new came
-    stagingDir = failed.value.root / "stage" / TODAY
+    stagingDir = stagedDir(failed.value.root)
     assert (stagingDir / "quiet" / "empty.dump").exists()
     assert not (stagingDir / "cback.amazons3").exists()

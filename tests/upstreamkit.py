@@ -190,6 +190,7 @@ class UpstreamDay:
     """One day as upstream stored it, and the plaintext it was made from."""
 
     mode: str  # "plain" | "symmetric" | "publickey" | ...
+    day: datetime.date  # the day the night ran (today when it started)
     s3Bucket: str  # the <s3_bucket> upstream was given: "BUCKET/MODE"
     prefix: str  # key prefix of the day in the bucket: "MODE/YYYY/MM/DD/"
     stagingDir: Path  # the staged day upstream read (kept, with its cback.* indicators, until teardown)
@@ -361,18 +362,26 @@ def upstreamNight(
                 (collectDir / relative).write_bytes(content)
             (collectDir / "cback.collect").touch()  # what that peer's own collect run leaves
         upstreamConfig(root, s3Bucket, user, aws, encrypt, module, list(peers or {}))
+        day = datetime.date.today()
         runCback3(root, "collect", "stage", endpoint=endpoint)
-        stagingDir = root / "stage" / datetime.date.today().strftime("%Y/%m/%d")
+        stagingDir = stagedDir(root)
         if encrypt and survivable and not encryptSurvives(stagingDir) and attempt + 1 < attempts:
             shutil.rmtree(root)
             continue
         runCback3(root, "amazons3", endpoint=endpoint)
-        return stagedDay(root, stagingDir, mode, s3Bucket, encrypt, attempt)
+        return stagedDay(root, day, stagingDir, mode, s3Bucket, encrypt, attempt)
     raise AssertionError("unreachable")
 
 
+def stagedDir(root: Path) -> Path:
+    """The staging dir the real stage action made in the tree ``root`` (``stage/YYYY/MM/DD``, with cback.stage)."""
+    made = [marker.parent for marker in (root / "stage").glob("*/*/*/cback.stage")]
+    assert len(made) == 1, f"stage made {len(made)} staging dirs in {root}: {made}"
+    return made[0]
+
+
 def stagedDay(
-    root: Path, stagingDir: Path, mode: str, s3Bucket: str, encrypt: str | None, restaged: int
+    root: Path, day: datetime.date, stagingDir: Path, mode: str, s3Bucket: str, encrypt: str | None, restaged: int
 ) -> UpstreamDay:
     staged = sorted(path for path in stagingDir.rglob("*") if path.is_file())
     files = {str(p.relative_to(stagingDir)): p.read_bytes() for p in staged if not p.name.startswith("cback.")}
@@ -380,7 +389,7 @@ def stagedDay(
     prefix = f"{s3Bucket.split('/', 1)[1]}/" if "/" in s3Bucket else ""
     suffix = stagingDir.relative_to(root / "stage")
     return UpstreamDay(
-        mode, s3Bucket, f"{prefix}{suffix}/", stagingDir, files, indicators, encrypt, root / "cback3.log", restaged
+        mode, day, s3Bucket, f"{prefix}{suffix}/", stagingDir, files, indicators, encrypt, root / "cback3.log", restaged
     )
 
 

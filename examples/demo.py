@@ -3,7 +3,7 @@
 Starts moto's S3 server on 127.0.0.1, creates sample data and a cback3.conf using ``cedar_s3.amazons3``,
 runs the real ``cback3 --full collect stage amazons3``, and prints what landed in the bucket.
 
-    python3 -m pip install -e '.[test]' && python3 examples/demo.py
+    python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python examples/demo.py
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from nightkit import MotoServer, Night, dateSuffix, getBytes, listKeys, s3Client
+from nightkit import MotoServer, Night, getBytes, listKeys, s3Client
 
 
 def main() -> int:
-    cback3 = shutil.which("cback3") or str(Path(sys.executable).parent / "cback3")
+    beside = Path(sys.executable).parent / "cback3"  # this venv's: the one that imports this checkout
+    cback3 = str(beside) if beside.exists() else shutil.which("cback3") or str(beside)
     if not Path(cback3).exists():
-        print("cback3 is not installed: python3 -m pip install -e '.[test]'", file=sys.stderr)
+        print("cback3 is not installed: .venv/bin/pip install -e '.[test]'", file=sys.stderr)
         return 2
     user = pwd.getpwuid(os.geteuid()).pw_name
     server = MotoServer().start()
@@ -51,7 +52,7 @@ def main() -> int:
         print("Objects in s3://cedar-demo/:")
         for key, size in sorted(listKeys(client, "cedar-demo").items()):
             print(f"  {size:>10}  {key}")
-        manifest = json.loads(getBytes(client, "cedar-demo", f"nightly/{dateSuffix()}/cback.amazons3.manifest.json"))
+        manifest = json.loads(getBytes(client, "cedar-demo", "nightly/" + night.key("cback.amazons3.manifest.json")))
         print(f"\nManifest: {len(manifest['objects'])} object(s), written by {manifest['tool']} on {manifest['host']}.")
         print(f"Store indicator written: {night.indicator().exists()} ({night.indicator()})")
         return 0

@@ -94,11 +94,22 @@ def agentsUnder(root: Path, settle: float = 3.0) -> list[str]:
     """
     deadline = time.monotonic() + settle
     while True:
-        result = subprocess.run(["pgrep", "-af", "gpg-agent"], capture_output=True, text=True, check=False)
-        agents = [line for line in result.stdout.splitlines() if f"--homedir {root}" in line]
+        agents = [line for line in _commandLines() if "gpg-agent" in line and f"--homedir {root}" in line]
         if not agents or time.monotonic() > deadline:
             return agents
         time.sleep(0.1)
+
+
+def _commandLines() -> list[str]:
+    """Every process's command line, read from /proc (no procps needed)."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip())
+            except OSError:
+                continue
+    return lines
 
 
 def listPackets(ciphertext: bytes, home: Path, passphraseFile: Path | None = None) -> str:

@@ -185,7 +185,9 @@ def adoptDay(
     objects = _checkAdoptable(listing, url)
     result = AdoptionResult(day=listing.day.isoformat(), objects=len(objects))
     state = _State(stateDir, store, listing.prefix)
-    evidence = _gather(store, listing, objects, keys, state, result, jobs=jobs, progressStyle=progressStyle)
+    evidence = _gather(
+        store, listing, objects, keys, state=state, result=result, jobs=jobs, progressStyle=progressStyle
+    )
     state.save()
     if result.failed:
         return result
@@ -205,9 +207,9 @@ def _gather(
     listing: DayListing,
     objects: list[UpstreamObject],
     keys: DecryptKeys,
+    *,
     state: _State,
     result: AdoptionResult,
-    *,
     jobs: int,
     progressStyle: str,
 ) -> dict[str, UpstreamEvidence]:

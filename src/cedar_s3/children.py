@@ -93,7 +93,7 @@ class Child:
     long-lived child (a gpg session handed file after file) a fresh deadline for its next piece of work.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - Popen's own keywords, passed through
         self,
         argv: Sequence[str],
         *,

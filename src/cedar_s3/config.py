@@ -210,10 +210,18 @@ class AmazonS3Config:
         if self.s3Bucket is None:
             raise ValueError("AmazonS3 s3Bucket must be set (<s3_bucket> in <amazons3>).")
         checkBucket("s3_bucket", self.s3Bucket)
+        self._validateEncryption()
+        self._validateSigning()
+        self._validateServerSide()
+        self._validateTags()
+        self._validateTransfer()
+
+    def _validateEncryption(self) -> None:
+        """One encryption mode at a time, and each GnuPG option only where its mode uses it."""
         command = self.encryptCommand
         if command is not None and ("${input}" not in command or "${output}" not in command):
             raise ValueError(f"<encrypt> must contain both ${{input}} and ${{output}}: {command!r}.")
-        if self.encryptCommand is not None and self.gpgEnabled:
+        if command is not None and self.gpgEnabled:
             raise ValueError("<encrypt> and native GnuPG (<gpg_passphrase_file>/<gpg_recipient>) exclude each other.")
         if self.gpgPassphraseFile is not None and self.gpgRecipients:
             raise ValueError("<gpg_passphrase_file> and <gpg_recipient> exclude each other: choose one mode.")
@@ -232,6 +240,15 @@ class AmazonS3Config:
             )
         if self.gpgS2kCount is not None and self.gpgPassphraseFile is None:
             raise ValueError("<gpg_s2k_count> applies to symmetric encryption (<gpg_passphrase_file>) only.")
+
+    def _validateSigning(self) -> None:
+        signing = {"gpg_sign_home": self.gpgSignHome, "gpg_sign_passphrase_file": self.gpgSignPassphraseFile}
+        straySigning = [name for name, value in signing.items() if value is not None]
+        if straySigning and self.gpgSignKey is None:
+            raise ValueError(f"<{straySigning[0]}> needs <gpg_sign_key>.")
+
+    def _validateServerSide(self) -> None:
+        """Server-side options that only work together, and the verify each one leaves possible."""
         if self.sseKmsKeyId is not None and self.serverSideEncryption != "aws:kms":
             raise ValueError("<sse_kms_key_id> needs <sse>aws:kms</sse>.")
         if (self.objectLockMode is None) != (self.objectLockDays is None):
@@ -249,16 +266,16 @@ class AmazonS3Config:
                 "SSE-KMS object's ETag is not its MD5 and no SHA-256 checksum is sent. Set <verify_download>Y, "
                 "or drop <checksum_calculation> if the endpoint accepts flexible checksums."
             )
+
+    def _validateTags(self) -> None:
         tagKeys = [tag.partition("=")[0] for tag in self.tags]
         if len(tagKeys) > MAX_TAGS:
             raise ValueError(f"<tag> is given {len(tagKeys)} times; S3 allows at most {MAX_TAGS} tags per object.")
         repeated = sorted({key for key in tagKeys if tagKeys.count(key) > 1})
         if repeated:
             raise ValueError(f"<tag> sets the key {repeated[0]!r} more than once; S3 allows each tag key once.")
-        signing = {"gpg_sign_home": self.gpgSignHome, "gpg_sign_passphrase_file": self.gpgSignPassphraseFile}
-        straySigning = [name for name, value in signing.items() if value is not None]
-        if straySigning and self.gpgSignKey is None:
-            raise ValueError(f"<{straySigning[0]}> needs <gpg_sign_key>.")
+
+    def _validateTransfer(self) -> None:
         if self.caBundle is not None and not self.verifyTls:
             raise ValueError("<ca_bundle> makes no sense with <verify_tls>N</verify_tls>.")
         threshold, chunk = self.multipartThreshold, self.multipartChunkSize

@@ -81,7 +81,7 @@ def checkDay(
     check.objects = len(manifest.objects)
     if download:
         try:
-            check.problems += _byDownload(store, listing, manifest, keys, jobs, progressStyle)
+            check.problems += _byDownload(store, listing, manifest, keys, jobs=jobs, progressStyle=progressStyle)
         except ValueError as error:  # cannot decrypt with what was given: this day fails, the others go on
             check.problems.append(str(error))
     else:
@@ -95,7 +95,7 @@ def checkDay(
 
 
 def _byDownload(
-    store: S3Store, listing: DayListing, manifest: Manifest, keys: DecryptKeys, jobs: int, progressStyle: str
+    store: S3Store, listing: DayListing, manifest: Manifest, keys: DecryptKeys, *, jobs: int, progressStyle: str
 ) -> list[str]:
     for mode in sorted({record.encryption for record in manifest.objects}):
         keys.require(mode, store.location.url(listing.prefix))

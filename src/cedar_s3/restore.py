@@ -80,8 +80,8 @@ def restoreDay(
     records: Sequence[Restorable],
     target: SafeDir,
     keys: DecryptKeys,
-    progress: Progress,
     *,
+    progress: Progress,
     jobs: int,
     storageClasses: dict[str, str] | None = None,
 ) -> RestoreReport:

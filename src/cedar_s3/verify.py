@@ -60,26 +60,32 @@ def _byHead(store: S3Store, check: _Check, download: bool) -> str | None:
     if head.size != record.size:
         return f"{check.key}: size {head.size}, expected {record.size}"
     if head.checksumSha256 is not None:
-        expected = record.compositeSha256 if record.partSize is not None else hexToBase64(record.storedSha256)
-        if expected is None:
-            return f"{check.key}: stored as multipart but no composite checksum was recorded to compare with"
-        if head.checksumSha256 != expected:
-            return f"{check.key}: SHA-256 checksum differs from what was uploaded"
-        if _etagContradicts(head, record):
-            # The checksum matches but an MD5 ETag says the bytes differ: the endpoint kept the checksum we sent
-            # without checking it against the bytes (moto does; so may other S3-compatible stores). Only the
-            # bytes can settle it.
-            thaw = store.thawStatus(check.key)
-            if thaw.needed:
-                return f"{check.key}: its ETag contradicts its checksum and it is archived: {thaw.message}"
-            logger.warning("%s: its ETag contradicts its checksum; downloading it to decide.", check.key)
-            return _byDownload(store, check.key, record)
-        return None
+        return _byChecksum(store, check, head)
     etagIsDigest = head.serverSideEncryption != "aws:kms" and _MD5_ETAG.match(head.etag) is not None
     if etagIsDigest and record.md5Etag is not None and not download:
         # an ETag in MD5 form is the MD5 on every endpoint we know; with a download on its way, it decides instead
         return f"{check.key}: ETag {head.etag} differs from the uploaded data's {record.md5Etag}"
     return f"{check.key}: the endpoint returns no checksum and the ETag does not prove the bytes; {UNPROVABLE}"
+
+
+def _byChecksum(store: S3Store, check: _Check, head: RemoteHead) -> str | None:
+    """The HEAD's SHA-256 checksum against the recorded one, with the ETag as a second witness."""
+    record = check.record
+    assert head.checksumSha256 is not None
+    expected = record.compositeSha256 if record.partSize is not None else hexToBase64(record.storedSha256)
+    if expected is None:
+        return f"{check.key}: stored as multipart but no composite checksum was recorded to compare with"
+    if head.checksumSha256 != expected:
+        return f"{check.key}: SHA-256 checksum differs from what was uploaded"
+    if not _etagContradicts(head, record):
+        return None
+    # The checksum matches but an MD5 ETag says the bytes differ: the endpoint kept the checksum we sent without
+    # checking it against the bytes (moto does; so may other S3-compatible stores). Only the bytes can settle it.
+    thaw = store.thawStatus(check.key)
+    if thaw.needed:
+        return f"{check.key}: its ETag contradicts its checksum and it is archived: {thaw.message}"
+    logger.warning("%s: its ETag contradicts its checksum; downloading it to decide.", check.key)
+    return _byDownload(store, check.key, record)
 
 
 def _etagContradicts(head: RemoteHead, record: StoredObject) -> bool:

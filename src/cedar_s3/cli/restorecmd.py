@@ -155,7 +155,7 @@ def _restore(
                     records,
                     target,
                     keys,
-                    bar,
+                    progress=bar,
                     jobs=common.jobs(args, store),
                     storageClasses={entry.key: entry.storageClass for entry in listing.objects},
                 )

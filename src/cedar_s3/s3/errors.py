@@ -103,7 +103,7 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _clientError(error: exceptions.ClientError, what: str) -> OSError:
+def _clientError(error: exceptions.ClientError, what: str) -> OSError:  # noqa: PLR0911 - a table, one row each
     info = error.response.get("Error", {})
     code = str(info.get("Code", "Unknown"))
     message = str(info.get("Message") or "").strip() or "no message"
@@ -148,7 +148,7 @@ def _clientError(error: exceptions.ClientError, what: str) -> OSError:
     return S3Error(f"{what}: S3 answered {code} (HTTP {status}) on {operation}: {message}")
 
 
-def translate(error: Exception, what: str) -> Exception:
+def translate(error: Exception, what: str) -> Exception:  # noqa: PLR0911, PLR0912 - a table, one row each
     """Map one botocore/s3transfer exception to ours; anything unknown (or already ours) passes through unchanged."""
     if isinstance(error, S3Error):
         return error

@@ -72,7 +72,7 @@ def _stripPartCount(checksum: str | None) -> str | None:
 class S3Store:
     """One bucket reached through one client."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only parts that buildStore resolves once
         self,
         client: S3Client,
         preflightClient: S3Client,

@@ -93,7 +93,7 @@ class Comparer:
     def uploadDigest(self, file: LocalFile) -> Digest:
         return self.hash(file, self.store.plan.partSizeFor(file.size))
 
-    def decide(self, file: LocalFile, remote: RemoteObject | None) -> Decision:
+    def decide(self, file: LocalFile, remote: RemoteObject | None) -> Decision:  # noqa: PLR0911 - a ladder of proofs
         if remote is None:
             return Decision(file, True, "new")
         if remote.size != file.size:

@@ -215,7 +215,7 @@ def _text(option: str, text: str) -> str:
     return text
 
 
-def parseArguments(arguments: list[str]) -> SyncOptions:
+def parseArguments(arguments: list[str]) -> SyncOptions:  # noqa: PLR0912 - one branch per getopt switch
     """The options for ``arguments`` (``sys.argv[1:]``); ``UsageError`` says what is wrong."""
     try:
         pairs, remaining = getopt.gnu_getopt(arguments, SHORT_SWITCHES, UPSTREAM_LONG + NEWER_LONG)

@@ -88,7 +88,7 @@ def remotePlan(plan: Plan, source: SourceTree, listing: RemoteListing) -> None:
         (plan.protected if protection.covers(key) else plan.deletions).append(key)
 
 
-def comparePlan(
+def comparePlan(  # noqa: PLR0917 - the plan, what compares, both sides, and how many at once: all needed
     plan: Plan,
     comparer: Comparer,
     source: SourceTree,

@@ -180,7 +180,7 @@ class ObjectWriter:
             note = self._uploadRecord(staged, upload.uploadId, digest)
             self.store.putBytes(recordKey, note.toJson(), contentType="application/json", kind="bookkeeping")
         try:
-            reused = self._sendFileParts(staged, upload, descriptor, digest)
+            self._sendFileParts(staged, upload, descriptor, digest)
             etag = upload.complete()
         except S3ConnectionError:
             # The network went away: the parts already sent stay for the next night, which proves each by its MD5
@@ -194,12 +194,12 @@ class ObjectWriter:
             upload.abort()
             raise
         if pending is not None:
-            etag = self._confirmResumed(staged, key, descriptor, digest, metadata, etag, reused)
+            etag = self._confirmResumed(staged, descriptor, digest, metadata, etag)
         self.store.deleteKeys([recordKey])
         return etag
 
-    def _sendFileParts(self, staged: StagedFile, upload: MultipartUpload, descriptor: int, digest: Digest) -> int:
-        """Send (or, resuming, reuse) each part; returns the bytes reused."""
+    def _sendFileParts(self, staged: StagedFile, upload: MultipartUpload, descriptor: int, digest: Digest) -> None:
+        """Send (or, resuming, reuse) each part; a reused part is one the store already holds with this MD5."""
         assert digest.partSize is not None
         slots = self.store.partSlots
         reused = 0
@@ -234,20 +234,13 @@ class ObjectWriter:
                 displayBytes(reused),
                 displayBytes(digest.size),
             )
-        return reused
 
     def _confirmResumed(
-        self,
-        staged: StagedFile,
-        key: str,
-        descriptor: int,
-        digest: Digest,
-        metadata: dict[str, str],
-        etag: str,
-        reused: int,
+        self, staged: StagedFile, descriptor: int, digest: Digest, metadata: dict[str, str], etag: str
     ) -> str:
         """A resumed object carries the metadata of the night that started it: trust it only if that describes
         this very file, stored this way; else send the file again, whole."""
+        key = self.key(staged)
         head = self.store.head(key)
         keys = ("cedar-plaintext-sha256", "cedar-stored-as", "cedar-encryption")
         if all(head.metadata.get(name) == metadata.get(name) for name in keys) and head.size == digest.size:

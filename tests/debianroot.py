@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from netguard import GUARD_ENV, outsideEnvironment
+
 MIRROR = os.environ.get("CEDAR_S3_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("CEDAR_S3_DEBIAN_CACHE", "/var/cache/cedar-s3-ci"))
 SUPPORTED_SUITES = ("trixie", "bookworm")
@@ -51,16 +53,6 @@ PACKAGES = RUNTIME_PACKAGES + BUILD_PACKAGES + PIP_PACKAGES
 MARKER_FORMAT = 1
 
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-CLOSED_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so a stray request fails at once
-LOOPBACK = "127.0.0.1,localhost"
-GUARD_ENV = {
-    "HTTP_PROXY": CLOSED_PROXY,
-    "HTTPS_PROXY": CLOSED_PROXY,
-    "http_proxy": CLOSED_PROXY,
-    "https_proxy": CLOSED_PROXY,
-    "NO_PROXY": LOOPBACK,
-    "no_proxy": LOOPBACK,
-}
 
 DEBOOTSTRAP_TIMEOUT = 1800
 APT_TIMEOUT = 1800
@@ -110,7 +102,9 @@ def whyUnusable() -> str | None:
 
 def host(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, what: str = "") -> str:
     """Run a host command; on failure raise with its own words (the tail of its output)."""
-    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=outsideEnvironment()
+    )
     if result.returncode != 0:
         output = (result.stdout + result.stderr)[-4000:]
         raise RuntimeError(f"{what or ' '.join(argv)} failed with exit code {result.returncode}:\n{output}")

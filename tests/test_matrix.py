@@ -32,6 +32,7 @@ MIB = 1024 * 1024
 IMPLEMENTATIONS = [
     pytest.param("moto", id="moto"),
     pytest.param("s3rver", id="s3rver", marks=pytest.mark.s3rver),
+    pytest.param("s3rver-https", id="s3rver-https", marks=pytest.mark.s3rver),
     pytest.param("ceph", id="ceph", marks=pytest.mark.ceph),
     pytest.param("ceph-https", id="ceph-https", marks=pytest.mark.ceph),
 ]
@@ -60,7 +61,7 @@ class Target:
     @property
     def resumesUploads(self) -> bool:
         """s3rver answers 501 to ListMultipartUploads: no unfinished upload can be found, so none is continued."""
-        return self.name != "s3rver"
+        return not self.name.startswith("s3rver")
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -69,7 +70,7 @@ def target(request: pytest.FixtureRequest, moto: MotoServer) -> Target:
     if name == "moto":
         endpoint = Endpoint("moto", moto.url, None, None, "testing", "testing")
     else:
-        endpoint = request.getfixturevalue("s3rver" if name == "s3rver" else "ceph")
+        endpoint = request.getfixturevalue(name.removesuffix("-https"))
     https = name.endswith("https")
     client = endpoint.client(https=https)
     bucket = newBucketName()
@@ -255,7 +256,31 @@ def test_a_download_broken_mid_body_is_continued_with_a_ranged_get(
     assert [record.headers.get("range") for record in gets] == [None, "bytes=1000000-"]
 
 
+@pytest.mark.parametrize("target", HTTP_ONLY, indirect=True)
+def test_a_download_that_keeps_breaking_fails_that_file_alone_with_one_clear_line(
+    tmp_path: Path, target: Target, proxied: FaultProxy
+) -> None:
+    files = {"host/big.tar": os.urandom(3 * MIB), "host/small": b"small"}
+    night = nightOn(tmp_path, target)
+    night.stage(files)
+    night.run()
+    night.endpoint = proxied.url
+    night.writeConfig()
+    key = f"/{target.bucket}/{night.key('host/big.tar')}"
+    cut = proxied.add_rule(truncate_response_body(1_000), method="GET", path=f"^{key}$")
+    restored = cli(night, "restore", "latest", "--to", str(tmp_path / "restored"))
+    assert restored.code == 1
+    assert "Traceback" not in restored.stdout + restored.stderr
+    assert "host/big.tar" in restored.stdout + restored.stderr
+    assert cut.injected == 3  # the first GET and the two ranged retries from where each broke
+    assert tree(tmp_path / "restored") == {"host/small": b"small"}  # nothing half-written under its name
+    verified = cli(night, "verify", "latest", "--download")
+    assert verified.code == 1 and "Traceback" not in verified.stdout + verified.stderr
+    assert verified.stdout.split()[1] == "BAD" and "host/big.tar" in verified.stdout
+
+
 # -- what only some implementations do --------------------------------------------------------------------------
+
 
 
 @pytest.mark.ceph
@@ -299,7 +324,7 @@ def test_a_setting_ceph_refuses_or_ignores_fails_the_night_before_any_upload(
     assert listKeys(client, bucket) == {}  # not even the marker: nothing was stored
 
 
-@pytest.mark.parametrize("target", [IMPLEMENTATIONS[0], IMPLEMENTATIONS[2]], indirect=True)
+@pytest.mark.parametrize("target", [IMPLEMENTATIONS[0], IMPLEMENTATIONS[3]], indirect=True)
 def test_object_lock_reaches_every_object_where_the_store_has_it(tmp_path: Path, target: Target) -> None:
     bucket = newBucketName()
     target.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
@@ -325,3 +350,44 @@ def test_object_lock_on_s3rver_is_a_clear_error_before_any_upload(tmp_path: Path
     with pytest.raises(ValueError, match=r"<object_lock_mode> is set but bucket .* has no object lock"):
         night.run()
     assert listKeys(client, bucket) == {}
+
+
+# -- object settings: applied where the store has them, refused before any upload where it does not ---------------
+
+
+@pytest.mark.parametrize(
+    ("target", "setting", "value", "refusal"),
+    [
+        pytest.param("moto", "storage_class", "STANDARD_IA", None, id="moto-storage-class"),
+        pytest.param("moto", "sse", "AES256", None, id="moto-sse"),
+        pytest.param(
+            "s3rver", "storage_class", "STANDARD_IA", None, id="s3rver-storage-class", marks=pytest.mark.s3rver
+        ),
+        pytest.param(
+            "s3rver",
+            "sse",
+            "AES256",
+            "accepted <sse>AES256</sse> but its answer shows no x-amz-server-side-encryption",
+            id="s3rver-sse",
+            marks=pytest.mark.s3rver,
+        ),
+    ],
+    indirect=["target"],
+)
+def test_object_settings_are_applied_or_refused_before_any_upload(
+    tmp_path: Path, target: Target, setting: str, value: str, refusal: str | None
+) -> None:
+    night = nightOn(tmp_path, target)
+    night.settings[setting] = value
+    files = {"host/a.tar": os.urandom(5_000)}
+    night.stage(files)
+    if refusal is not None:
+        with pytest.raises(OSError, match=refusal):
+            night.run()
+        assert listKeys(target.client, target.bucket) == {}
+        return
+    night.run()
+    head = target.client.head_object(Bucket=target.bucket, Key=night.key("host/a.tar"))
+    shown = {"storage_class": head.get("StorageClass"), "sse": head.get("ServerSideEncryption")}
+    assert shown[setting] == value
+    assertStored(target, night, files)

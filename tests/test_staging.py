@@ -154,7 +154,29 @@ def test_a_symlink_to_a_file_is_refused_not_followed(tmp_path: Path) -> None:
         listed(tmp_path)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as two users")
+def test_a_hard_link_to_a_file_the_backup_user_does_not_own_is_refused(tmp_path: Path) -> None:
+    """With fs.protected_hardlinks off, the backup user can link root's files into its day: root must not read them."""
+    backupUid = 65534
+    day = tmp_path / "day"
+    day.mkdir()
+    (tmp_path / "root-only").write_bytes(b"secret")
+    (tmp_path / "root-only").chmod(0o600)
+    (tmp_path / "backups-own").write_bytes(b"mine")
+    os.chown(tmp_path / "backups-own", backupUid, -1)
+    os.link(tmp_path / "backups-own", day / "own-link")
+    with StagedTree.open(str(tmp_path), "day", frozenset({backupUid})) as tree:
+        assert [staged.relative for staged in tree.list(900)] == ["own-link"]
+    os.link(tmp_path / "root-only", day / "planted")
+    with (
+        pytest.raises(ValueError, match=r"planted' is one of 2 hard links to a file of uid 0, not the backup user's"),
+        StagedTree.open(str(tmp_path), "day", frozenset({backupUid})) as tree,
+    ):
+        tree.list(900)
+
+
 def test_a_day_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "day").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ValueError, match="must be a real directory tree"):

@@ -111,8 +111,10 @@ class StagedTree:
         """Open the day below the configured staging dir, refusing any component that is not a real directory.
 
         ``stagingDir`` itself is the administrator's configured path and is opened as given.
-        ``trustedOwners`` (the backup user, root) may own a file with several hard links; anyone else's
-        hard-linked file is refused (a hard link is how another user's file could be slipped into the day).
+        ``trustedOwners`` (the backup user) may own a file with several hard links; anyone else's hard-linked
+        file is refused: a hard link is how another user's file (root's own, where ``fs.protected_hardlinks`` is
+        off) could be slipped into the day. Stage copies files, so a legitimate day has no such link. A night
+        that does not run as root also trusts its own uid (it can read nothing more than it could anyway).
         """
         directory = os.path.join(stagingDir, suffix)
         current = os.open(stagingDir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -127,7 +129,9 @@ class StagedTree:
         except BaseException:
             os.close(current)
             raise
-        return cls(directory, current, trustedOwners | {os.geteuid()})
+        ownUid = os.geteuid()
+        return cls(directory, current, trustedOwners | ({ownUid} if ownUid != 0 else set()))
+
 
     @classmethod
     def openDirectory(cls, path: str, trustedOwners: frozenset[int] = frozenset()) -> StagedTree:
@@ -265,8 +269,9 @@ class StagedTree:
     def _checkLinks(self, relative: str, info: os.stat_result) -> None:
         if info.st_nlink > 1 and info.st_uid not in self._trusted:
             raise ValueError(
-                f"Staged file {self._shown(relative)} is a hard link to a file of uid {info.st_uid} (neither root nor "
-                "the backup user); stage copies files, so refusing to store it."
+                f"Staged file {self._shown(relative)} is one of {info.st_nlink} hard links to a file of uid "
+                f"{info.st_uid}, not the backup user's; stage copies files, so refusing to store it."
+
             )
 
     @contextlib.contextmanager

@@ -96,7 +96,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-
     """Say which real implementations and roots this run exercised (CI must show it, not just pass)."""
     counts: dict[str, dict[str, int]] = {name: {} for name in SUMMARIZED}
     for outcome in ("passed", "failed", "skipped", "error"):

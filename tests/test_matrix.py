@@ -236,17 +236,23 @@ def test_a_multipart_upload_broken_by_the_network_is_continued_by_the_next_night
     assert partsSent(proxied, night, "host/big.tar", since) == 3 - kept  # only what was missing
 
 
-@pytest.mark.parametrize("target", HTTP_ONLY, indirect=True)
-def test_a_download_broken_mid_body_is_continued_with_a_ranged_get(
-    tmp_path: Path, target: Target, proxied: FaultProxy
-) -> None:
+def storedBehindProxy(tmp_path: Path, target: Target, proxied: FaultProxy) -> tuple[Night, str, dict[str, bytes]]:
+    """A night stores a big and a small file directly; the CLI then reads through the proxy.
+    Returns the night, the big file's GET path, and the files."""
     files = {"host/big.tar": os.urandom(3 * MIB), "host/small": b"small"}
     night = nightOn(tmp_path, target)
     night.stage(files)
     night.run()
     night.endpoint = proxied.url
     night.writeConfig()
-    key = f"/{target.bucket}/{night.key('host/big.tar')}"
+    return night, f"/{target.bucket}/{night.key('host/big.tar')}", files
+
+
+@pytest.mark.parametrize("target", HTTP_ONLY, indirect=True)
+def test_a_download_broken_mid_body_is_continued_with_a_ranged_get(
+    tmp_path: Path, target: Target, proxied: FaultProxy
+) -> None:
+    night, key, files = storedBehindProxy(tmp_path, target, proxied)
     cut = proxied.add_rule(truncate_response_body(1_000_000), method="GET", path=f"^{key}$", nth=1)
     restored = cli(night, "restore", "latest", "--to", str(tmp_path / "restored"))
     assert restored.code == 0, restored.stderr
@@ -260,13 +266,7 @@ def test_a_download_broken_mid_body_is_continued_with_a_ranged_get(
 def test_a_download_that_keeps_breaking_fails_that_file_alone_with_one_clear_line(
     tmp_path: Path, target: Target, proxied: FaultProxy
 ) -> None:
-    files = {"host/big.tar": os.urandom(3 * MIB), "host/small": b"small"}
-    night = nightOn(tmp_path, target)
-    night.stage(files)
-    night.run()
-    night.endpoint = proxied.url
-    night.writeConfig()
-    key = f"/{target.bucket}/{night.key('host/big.tar')}"
+    night, key, _ = storedBehindProxy(tmp_path, target, proxied)
     cut = proxied.add_rule(truncate_response_body(1_000), method="GET", path=f"^{key}$")
     restored = cli(night, "restore", "latest", "--to", str(tmp_path / "restored"))
     assert restored.code == 1
@@ -280,7 +280,6 @@ def test_a_download_that_keeps_breaking_fails_that_file_alone_with_one_clear_lin
 
 
 # -- what only some implementations do --------------------------------------------------------------------------
-
 
 
 @pytest.mark.ceph

@@ -132,7 +132,6 @@ class StagedTree:
         ownUid = os.geteuid()
         return cls(directory, current, trustedOwners | ({ownUid} if ownUid != 0 else set()))
 
-
     @classmethod
     def openDirectory(cls, path: str, trustedOwners: frozenset[int] = frozenset()) -> StagedTree:
         """Any directory the operator names (``cback3-s3-sync``'s sourceDir), opened as given; everything below
@@ -271,7 +270,6 @@ class StagedTree:
             raise ValueError(
                 f"Staged file {self._shown(relative)} is one of {info.st_nlink} hard links to a file of uid "
                 f"{info.st_uid}, not the backup user's; stage copies files, so refusing to store it."
-
             )
 
     @contextlib.contextmanager

@@ -111,6 +111,53 @@ def test_connection_reset_mid_multipart_fails_cleanly_and_a_rerun_resumes(
     assert partsSent(proxy, night, BIG, since) == 1  # part 1 is proven by its MD5 and kept; only part 2 goes
 
 
+def keptBigUpload(night: Night, s3: Any, proxy: FaultProxy) -> dict[str, bytes]:
+    """A night whose connection breaks at part 2 of the big file: the upload is kept for the next night."""
+    files = withBig(smallFiles())
+    night.stage(files)
+    night.settings |= MULTIPART | {"max_attempts": 2, "max_concurrency": 1}
+    proxy.add_rule(reset_after(256 * 1024), method="PUT", path=PART_2)
+    with pytest.raises(S3ConnectionError):
+        night.run()
+    proxy.clear_rules()
+    assert multipartUploads(s3, night.bucket) == [night.key(BIG)]
+    return files
+
+
+def test_an_upload_whose_parts_the_store_will_not_list_is_sent_again_whole(
+    night: Night, s3: Any, proxy: FaultProxy
+) -> None:
+    """No s3:ListMultipartUploadParts for the credentials: the kept upload cannot be continued, so the file goes
+    again whole and the night still stores the day (the old upload is aborted with the other leftovers)."""
+    files = keptBigUpload(night, s3, proxy)
+    listParts = keyPath(night, BIG).removesuffix(r"(\?|$)") + r"\?(.*&)?uploadId="
+    denied = proxy.add_rule(status(403, "AccessDenied", "Access Denied"), method="GET", path=listParts)
+    since = proxy.requests_total
+    night.run()
+    assertDayStored(night, s3, files)  # includes: no multipart upload left open
+    assert denied.injected == 1
+    assert partsSent(proxy, night, BIG, since) == 2
+
+
+def test_a_night_failing_before_it_reaches_a_kept_upload_leaves_it_for_the_next(
+    night: Night, s3: Any, proxy: FaultProxy
+) -> None:
+    files = keptBigUpload(night, s3, proxy)
+    changed = os.urandom(len(files["host1/a.tar"]))
+    (night.dayDir() / "host1" / "a.tar").write_bytes(changed)
+    files["host1/a.tar"] = changed
+    refused = proxy.add_rule(status(400, "InvalidRequest", "Refused"), method="PUT", path=keyPath(night, "host1/a.tar"))
+    with pytest.raises(S3Error, match=r"host1/a\.tar"):
+        night.run()  # fails at the first file; the big one, last in key order, is never reached
+    assert refused.injected >= 1
+    assert multipartUploads(s3, night.bucket) == [night.key(BIG)]  # still there to continue
+    proxy.clear_rules()
+    since = proxy.requests_total
+    night.run()
+    assertDayStored(night, s3, files)
+    assert partsSent(proxy, night, BIG, since) == 1  # part 1 from the first night is proven and kept
+
+
 def test_endpoint_dying_mid_multipart_leaves_an_upload_that_the_rerun_aborts(
     night: Night, s3: Any, proxy: FaultProxy
 ) -> None:

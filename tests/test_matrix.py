@@ -9,6 +9,7 @@ endpoint: Content-MD5 on every upload and no flexible checksums. Where an implem
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -390,3 +391,24 @@ def test_object_settings_are_applied_or_refused_before_any_upload(
     shown = {"storage_class": head.get("StorageClass"), "sse": head.get("ServerSideEncryption")}
     assert shown[setting] == value
     assertStored(target, night, files)
+
+
+@pytest.mark.parametrize("target", [IMPLEMENTATIONS[0], IMPLEMENTATIONS[1]], indirect=True)
+def test_tags_are_kept_or_the_night_says_once_that_the_store_drops_them(
+    tmp_path: Path, target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
+    """moto keeps ``x-amz-tagging``; s3rver drops it on a PUT. Either way the day is stored; where the tags are
+    lost the night warns once, before any upload, so lifecycle rules that select on them are not trusted blindly."""
+    night = nightOn(tmp_path, target)
+    night.settings["tag"] = ["retention=nightly"]
+    files = {"host/a.tar": os.urandom(5_000), "host/b.tar": os.urandom(6_000)}
+    night.stage(files)
+    with caplog.at_level(logging.WARNING, logger="CedarBackup3.log.extend.amazons3"):
+        night.run()
+    assertStored(target, night, files)
+    kept = target.client.get_object_tagging(Bucket=target.bucket, Key=night.key("host/a.tar"))["TagSet"]
+    warnings = [record.getMessage() for record in caplog.records if "keeps no tags" in record.getMessage()]
+    if target.name == "moto":
+        assert kept == [{"Key": "retention", "Value": "nightly"}] and warnings == []
+    else:
+        assert kept == [] and len(warnings) == 1

@@ -6,6 +6,7 @@ night stores the day. (SIGKILL, which leaves everything behind for the next nigh
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from attackkit import ChildNight, cback3Argv, cback3Env, waitFor
+from attackkit import ChildNight, cback3Argv, cback3Env, processesMatching, waitFor
 from faultkit import keyPath
 from faultproxy import FaultProxy, delay
 from gpgkit import writePassphraseFile
@@ -105,3 +106,31 @@ def test_sigterm_mid_upload_stops_the_night_and_leaves_nothing_behind(
     assert night.indicator().exists()
     stored: dict[str, Any] = {relative: getBytes(client, bucket, night.key(relative)) for relative in files}
     assert all(stored.values())
+
+
+def test_sigterm_kills_a_command_that_would_run_until_its_deadline(tree: Path, tempDir: Path, moto: MotoServer) -> None:
+    """The <encrypt> command for one file hangs and its deadline is an hour: SIGTERM must kill it at once, not
+    leave the night waiting out the deadline (the wall limit, far below an hour, calls that a hang)."""
+    client = s3Client(moto.url)
+    bucket = newBucketName()
+    client.create_bucket(Bucket=bucket)
+    night = Night(tree, bucket, moto.url)
+    night.stage({"host/a.tar": os.urandom(30_000), "host/victim.tar": b"v" * 5000})
+    marker = f"{secrets.randbelow(10**9) + 10**9}"  # unique: the hanging sleep is found by it
+    night.settings |= {
+        "encrypt": f"case ${{input}} in *victim*) sleep {marker};; esac; cp ${{input}} ${{output}}",
+        "child_timeout": "3600",
+        "max_concurrency": "1",
+    }
+    first = ChildNight(cback3Argv(night, tree / "first.log"), cback3Env(tempDir)).start()
+    try:
+        waitFor(lambda: bool(processesMatching(f"sleep {marker}")), 60, "the victim's hanging <encrypt> command")
+        os.kill(first.pid, signal.SIGTERM)
+        status = first.wait(WALL)
+        assert status is not None, "the terminated night waited for its hanging command\n" + first.text()
+        assert status != 0
+    finally:
+        first.close()
+    assert processesMatching(f"sleep {marker}") == []
+    assert not night.indicator().exists()
+    assert sorted(path.name for path in night.workDir.iterdir()) == []

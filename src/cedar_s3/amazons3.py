@@ -41,7 +41,7 @@ from cedar_s3.bucketformat import (
     commonMetadata,
     now,
 )
-from cedar_s3.children import Deadlines
+from cedar_s3.children import Deadlines, TerminatedError
 from cedar_s3.config import AmazonS3Config, LocalConfig
 from cedar_s3.digest import HashingWriter
 from cedar_s3.protection import NightEncryption, nightDeadlines, nightEncryption, nightSigner
@@ -62,7 +62,7 @@ DEFAULT_SWEEP_MINUTES = 60
 PROBE_NAME = "cback.amazons3.probe"
 
 
-class NightTerminatedError(Exception):
+class NightTerminatedError(TerminatedError):
     """cback3 got SIGTERM: the night stops, cleaning up on the way out (no indicator, nothing half-recorded)."""
 
 
@@ -269,7 +269,9 @@ def _uploadStagingDir(night: Night, day: StagedDay, state: DayState) -> Any:
     """Upload (encrypting file by file where configured), skipping objects already stored with this content.
 
     Unfinished multipart uploads an earlier run left are resumed where they belong to the same file, and the
-    rest (and any a retried request may have orphaned tonight) are aborted once the uploads are done.
+    rest (and any a retried request may have orphaned tonight) are aborted once the uploads are done. A failed
+    night keeps those it left on purpose and those it never came to, for the next night to continue.
+
     """
     from cedar_s3.upload.day import DayUpload
     from cedar_s3.upload.jobs import JobContext
@@ -296,7 +298,8 @@ def _uploadStagingDir(night: Night, day: StagedDay, state: DayState) -> Any:
     except Exception:
         if leftovers is not None:
             try:
-                _abortOrphans(store, state.prefix, keep=writer.kept)
+                _abortOrphans(store, state.prefix, keep=writer.kept | writer.unreached())
+
             except OSError as error:  # the night's own failure is what matters; the next night tidies
                 logger.warning("Could not tidy unfinished uploads after the failure: %s", error)
         raise

@@ -50,6 +50,13 @@ def killAllChildren() -> None:
         child.killGroup()
 
 
+class TerminatedError(Exception):
+    """The process was told to stop (SIGTERM): every child is killed at once, nothing started is waited for.
+
+    An ``Exception`` (not a ``BaseException``) so that cback3's own handler reports it as a failed action.
+    """
+
+
 class ChildTimeoutError(OSError):
     """A child process passed its deadline and was killed with its whole process group."""
 

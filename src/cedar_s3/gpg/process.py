@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol
@@ -65,8 +66,9 @@ def gpgFailure(lines: Sequence[str], what: str, returncode: int | None) -> OSErr
     if "No space left" in detail:
         return OSError(
             errno.ENOSPC,
-            f"{what}: no space left where gpg writes; free space under <working_dir> or point it at a larger "
-            f"filesystem ({detail})",
+            f"{what}: no space left where gpg writes (its private home under {tempfile.gettempdir()}, which also "
+            "holds public-key batches of small files; or the restore target); free space there, or point TMPDIR "
+            f"at a larger filesystem ({detail})",
         )
     return OSError(f"{what}: {detail}")
 

@@ -39,6 +39,7 @@ REQUIRED_PERMISSION = {
     "UploadPart": "s3:PutObject",
     "CompleteMultipartUpload": "s3:PutObject",
     "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "ListParts": "s3:ListMultipartUploadParts",
     "HeadObject": "s3:GetObject",
     "GetObject": "s3:GetObject",
     "DeleteObjects": "s3:DeleteObject",

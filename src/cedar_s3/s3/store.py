@@ -134,60 +134,23 @@ class S3Store:
             self._warned.add(topic)
         logger.warning(message, *args)
 
-    # -- checks --------------------------------------------------------------------------------------------------
+    # -- checks (s3/checks.py) --------------------------------------------------------------------------------
 
     def checkBucket(self, *, needObjectLock: bool = False) -> None:
         """Fail in a second, with a message that says what to fix, before an hour of uploads."""
-        where = f"checking bucket {self.bucket}"
-        with translated(where):
-            # A listing of our own prefix rather than HeadBucket: a HEAD answer has no body, so its 403 cannot say
-            # why (wrong credentials, skewed clock, missing permission all look alike), and HeadBucket cannot be
-            # allowed by a policy that scopes s3:ListBucket to the backup prefix.
-            self._preflight.list_objects_v2(Bucket=self.bucket, Prefix=self.location.rootPrefix, MaxKeys=1)
-        if needObjectLock:
-            try:
-                with translated(where):
-                    answer = self._preflight.get_object_lock_configuration(Bucket=self.bucket)
-            except S3Error as error:
-                if errorCode(error) != "ObjectLockConfigurationNotFoundError" and not isinstance(
-                    error, S3UnsupportedError
-                ):
-                    raise  # access denied names s3:GetBucketObjectLockConfiguration; a network fault says so
-                raise ValueError(
-                    f"<object_lock_mode> is set but bucket {self.bucket} has no object lock configuration: object "
-                    "lock can only be enabled when a bucket is created (or by AWS support), so create a new bucket "
-                    f"with object lock enabled, or remove <object_lock_mode>/<object_lock_days>. ({error})"
-                ) from None
-            enabled = answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
-            if enabled != "Enabled":
-                raise ValueError(f"<object_lock_mode> is set but object lock is not enabled on bucket {self.bucket}.")
+        from cedar_s3.s3.checks import checkBucket
+
+        checkBucket(self, self._preflight, needObjectLock=needObjectLock)
 
     def probeObjectSettings(self, key: str) -> None:
-        """Store and delete one tiny object with the data settings (storage class, SSE, tags), before any upload.
+        """Store and delete one tiny object with the data settings, before any upload (see s3/checks.py)."""
+        from cedar_s3.s3.checks import probeObjectSettings
 
-        A store that refuses one of them fails the night here, naming the setting, instead of at the first file;
-        one that accepts SSE without applying it fails too. Only run when such a setting is configured.
-        """
-        args = self.settings.args(ObjectKind.DATA)
-        args.pop("ObjectLockMode", None)  # a locked probe could not be deleted again
-        args.pop("ObjectLockRetainUntilDate", None)
-        body = b"cedar-s3 probe of the object settings\n"
-        try:
-            with translated(f"storing a probe object {self.location.url(key)} with the configured settings"):
-                answer = self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, **self._checksumArgs(body), **args
-                )
-        except S3Error as error:
-            hint = _settingHint(error, args)
-            raise S3Error(f"{error} {hint}") from error
-        try:
-            self.settings.checkApplied(dict(answer), f"storing a probe object {self.location.url(key)}")
-        finally:
-            self.deleteKeys([key])
+        probeObjectSettings(self, key)
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def _checksumArgs(self, body: bytes, sha256: bytes | None = None, md5: bytes | None = None) -> dict[str, Any]:
+    def checksumArgs(self, body: bytes, sha256: bytes | None = None, md5: bytes | None = None) -> dict[str, Any]:
         """What proves ``body`` to S3 on arrival: a SHA-256 flexible checksum (AWS), else Content-MD5."""
         import hashlib
 
@@ -231,7 +194,7 @@ class S3Store:
         self, key: str, body: bytes, *, contentType: str, kind: str, metadata: dict[str, str] | None = None
     ) -> None:
         """Store a small bookkeeping object (manifest, marker, record) in one request, proven on arrival."""
-        args = self.settings.args(kind) | self._checksumArgs(body)
+        args = self.settings.args(kind) | self.checksumArgs(body)
         if metadata:
             args["Metadata"] = metadata
         what = f"writing {self.location.url(key)}"
@@ -468,15 +431,3 @@ class S3Store:
             until=answer.get("ObjectLockRetainUntilDate"),
             legalHold=answer.get("ObjectLockLegalHoldStatus") == "ON",
         )
-
-
-def _settingHint(error: S3Error, args: dict[str, Any]) -> str:
-    """Which setting to change when a store refuses the probe."""
-    code = errorCode(error) or ""
-    if "StorageClass" in args and ("StorageClass" in code or code == "InvalidArgument"):
-        return f"The store refuses <storage_class>{args['StorageClass']}: remove it or pick one the store offers."
-    if "ServerSideEncryption" in args and (code in ("InvalidArgument", "InvalidRequest") or "KMS" in code):
-        return "The store refuses the <sse>/<sse_kms_key_id> settings: remove them or configure the store for them."
-    if "Tagging" in args and "Tag" in code:
-        return "The store refuses the object tags: remove <tag> or fix the tag."
-    return "Check <storage_class>, <sse> and <tag> against what the store supports."

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from cedar_s3.children import killAllChildren
+from cedar_s3.children import TerminatedError, killAllChildren
 from cedar_s3.upload.jobs import Job, JobContext, Outcome, StoppedError, jobsFor
 from cedar_s3.upload.records import RecordTable
 
@@ -87,8 +87,9 @@ class DayUpload:
                 _raiseFirst(done)
         except BaseException as error:
             self.context.stop.set()
-            if not isinstance(error, Exception):  # SIGTERM or Ctrl-C: gpg and the command go now, not later
-                killAllChildren()
+            if isinstance(error, TerminatedError) or not isinstance(error, Exception):
+                killAllChildren()  # SIGTERM or Ctrl-C: gpg and the command go now, not at their deadlines
+
             pool.shutdown(wait=True, cancel_futures=True)
             raise _firstReal(error, submitted) from None
         pool.shutdown(wait=True)

@@ -31,7 +31,7 @@ from cedar_s3.bucketformat import (
     uploadRecordName,
 )
 from cedar_s3.digest import Digest, digestBytes
-from cedar_s3.s3.errors import S3ConnectionError, S3IntegrityError
+from cedar_s3.s3.errors import S3AccessError, S3ConnectionError, S3IntegrityError, S3UnsupportedError
 from cedar_s3.stagedtree import StagingChangedError
 
 if TYPE_CHECKING:
@@ -167,15 +167,30 @@ class ObjectWriter:
         wanted = self._uploadRecord(staged, noted.uploadId, digest)
         return pending[noted.uploadId] if replace(noted, tool=wanted.tool) == wanted else None
 
+    def unreached(self) -> set[str]:
+        """Upload ids found at the start that tonight never came to (a failed night leaves them for the next)."""
+        return {upload.uploadId for uploads in self.pending.values() for upload in uploads}
+
+    def _resumed(self, staged: StagedFile, key: str, digest: Digest) -> MultipartUpload | None:
+        """The earlier night's upload of this file, continued; None when there is none or the store will not show
+        its parts (then the file is sent again, whole, and the old upload aborted with the other leftovers)."""
+        pending = self._resumable(staged, key, digest)
+        if pending is None:
+            return None
+        self.pending[key].remove(pending)
+        try:
+            return self.store.resumeMultipart(pending, composite=self.composite)
+        except (S3AccessError, S3UnsupportedError) as error:
+            logger.warning("Cannot continue the unfinished upload of %s, sending it again whole: %s", key, error)
+            return None
+
     def _sendParts(
         self, staged: StagedFile, key: str, descriptor: int, digest: Digest, metadata: dict[str, str]
     ) -> str:
         recordKey = self.dayPrefix + uploadRecordName(staged.relative)
-        pending = self._resumable(staged, key, digest)
-        if pending is not None:
-            upload = self.store.resumeMultipart(pending, composite=self.composite)
-            self.pending[key].remove(pending)
-        else:
+        resumed = self._resumed(staged, key, digest)
+        upload = resumed
+        if upload is None:
             upload = self.store.startMultipart(key, metadata, composite=self.composite)
             note = self._uploadRecord(staged, upload.uploadId, digest)
             self.store.putBytes(recordKey, note.toJson(), contentType="application/json", kind="bookkeeping")
@@ -193,7 +208,7 @@ class ObjectWriter:
         except BaseException:
             upload.abort()
             raise
-        if pending is not None:
+        if resumed is not None:
             etag = self._confirmResumed(staged, descriptor, digest, metadata, etag)
         self.store.deleteKeys([recordKey])
         return etag

@@ -108,9 +108,13 @@ def test_sigterm_mid_upload_stops_the_night_and_leaves_nothing_behind(
     assert all(stored.values())
 
 
-def test_sigterm_kills_a_command_that_would_run_until_its_deadline(tree: Path, tempDir: Path, moto: MotoServer) -> None:
-    """The <encrypt> command for one file hangs and its deadline is an hour: SIGTERM must kill it at once, not
-    leave the night waiting out the deadline (the wall limit, far below an hour, calls that a hang)."""
+@pytest.mark.parametrize("hangsOn", ["victim", "self-check"])
+def test_sigterm_kills_a_command_that_would_run_until_its_deadline(
+    tree: Path, tempDir: Path, moto: MotoServer, hangsOn: str
+) -> None:
+    """The <encrypt> command hangs (on one staged file, or on the start-up self-check's sample) and its deadline
+    is an hour: SIGTERM must kill it at once, not leave the night waiting out the deadline (the wall limit, far
+    below an hour, calls that a hang)."""
     client = s3Client(moto.url)
     bucket = newBucketName()
     client.create_bucket(Bucket=bucket)
@@ -118,13 +122,13 @@ def test_sigterm_kills_a_command_that_would_run_until_its_deadline(tree: Path, t
     night.stage({"host/a.tar": os.urandom(30_000), "host/victim.tar": b"v" * 5000})
     marker = f"{secrets.randbelow(10**9) + 10**9}"  # unique: the hanging sleep is found by it
     night.settings |= {
-        "encrypt": f"case ${{input}} in *victim*) sleep {marker};; esac; cp ${{input}} ${{output}}",
+        "encrypt": f"case ${{input}} in *{hangsOn}*) sleep {marker};; esac; cp ${{input}} ${{output}}",
         "child_timeout": "3600",
         "max_concurrency": "1",
     }
     first = ChildNight(cback3Argv(night, tree / "first.log"), cback3Env(tempDir)).start()
     try:
-        waitFor(lambda: bool(processesMatching(f"sleep {marker}")), 60, "the victim's hanging <encrypt> command")
+        waitFor(lambda: bool(processesMatching(f"sleep {marker}")), 60, "the hanging <encrypt> command")
         os.kill(first.pid, signal.SIGTERM)
         status = first.wait(WALL)
         assert status is not None, "the terminated night waited for its hanging command\n" + first.text()

@@ -290,7 +290,7 @@ def _uploadStagingDir(night: Night, day: StagedDay, state: DayState) -> Any:
             tree=day.tree,
             writer=writer,
             reuse=ReuseIndex(store, state.prefix, state.existing, previous, storedAs),
-            stop=threading.Event(),
+            stop=writer.stop,
             gnupg=night.encryption.gnupg,
             command=night.encryption.command,
         )

@@ -207,11 +207,16 @@ class Child:
             os.killpg(self.popen.pid, signal.SIGKILL)
 
     def wait(self) -> int:
-        """Wait for the child (the deadline still applies) and stop its clock; returns the exit status."""
+        """Wait for the child (the deadline still applies) and stop its clock; returns the exit status.
+
+        Interrupted (SIGTERM's exception, Ctrl-C), the child is killed with its group: nothing outlives the wait
+        that was meant to end it."""
         try:
             returncode = self.popen.wait()
-        finally:
-            self.cancel()
+        except BaseException:
+            self.kill()
+            raise
+        self.cancel()
         return returncode
 
     def pauseClock(self) -> None:
@@ -259,7 +264,10 @@ def runChild(
     child = Child(argv, what=what, seconds=seconds, env=env, cwd=cwd, **pipes)
     try:
         out, err = child.popen.communicate()
-    finally:
-        child.cancel()
+    except BaseException:
+        child.kill()  # interrupted (SIGTERM's exception): the child goes too
+        raise
+    child.cancel()
     child.raiseIfExpired()
+
     return subprocess.CompletedProcess(child.argv, child.popen.returncode, out, err)

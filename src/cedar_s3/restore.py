@@ -118,5 +118,6 @@ def restoreDay(
             report.restored.append(record.relative)
             report.bytes += sizes[record.relative]
         else:
-            report.failed.append(str(error))
+            said = str(error)  # S3 and gpg errors name the key; a local one (a full disk) may name nothing
+            report.failed.append(said if record.relative in said else f"{record.relative}: {said}")
     return report

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol
@@ -66,9 +65,9 @@ def gpgFailure(lines: Sequence[str], what: str, returncode: int | None) -> OSErr
     if "No space left" in detail:
         return OSError(
             errno.ENOSPC,
-            f"{what}: no space left where gpg writes (its private home under {tempfile.gettempdir()}, which also "
-            "holds public-key batches of small files; or the restore target); free space there, or point TMPDIR "
-            f"at a larger filesystem ({detail})",
+            f"{what}: no space left where gpg writes (its private GnuPG home in the temporary directory, $TMPDIR "
+            "or /tmp, which also holds public-key batches of small files); free space there, or point TMPDIR at "
+            f"a larger filesystem ({detail})",
         )
     return OSError(f"{what}: {detail}")
 
@@ -216,12 +215,22 @@ def pythonGnupg(binary: str, home: str, *, what: str, seconds: float) -> Any:
         def _collect_output(self, process: Any, result: Any, writer: Any = None, stdin: Any = None) -> Any:
             try:
                 return super()._collect_output(process, result, writer, stdin)
+            except BaseException:
+                self._cedarRelease(process, interrupted=True)  # SIGTERM's exception: gpg goes with it
+                raise
             finally:
-                with self._cedarLock:
-                    child = self._cedarChildren.pop(process.pid, None)
-                if child is not None:
-                    child.cancel()
-                    child.raiseIfExpired()
+                self._cedarRelease(process, interrupted=False)
+
+        def _cedarRelease(self, process: Any, *, interrupted: bool) -> None:
+            with self._cedarLock:
+                child = self._cedarChildren.pop(process.pid, None)
+            if child is None:
+                return
+            if interrupted:
+                child.kill()
+            else:
+                child.cancel()
+            child.raiseIfExpired()  # a deadline that passed is the reason, whatever python-gnupg made of it
 
     try:
         gpg = _DeadlineGPG()

@@ -16,8 +16,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from cedar_s3.children import TerminatedError, killAllChildren
-from cedar_s3.upload.jobs import Job, JobContext, Outcome, StoppedError, jobsFor
+from cedar_s3.upload.jobs import Job, JobContext, Outcome, jobsFor
 from cedar_s3.upload.records import RecordTable
+from cedar_s3.upload.send import StoppedError
 
 __all__ = ["DayUpload", "UploadReport"]
 

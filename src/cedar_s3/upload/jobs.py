@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from cedar_s3.bucketformat import Encryption, StoredObject
 from cedar_s3.digest import HashingReader, digestDescriptor
-from cedar_s3.upload.send import Plaintext
+from cedar_s3.upload.send import Plaintext, StoppedError
 
 if TYPE_CHECKING:
     from cedar_s3.gpg.encrypt import GnuPGEncryptor
@@ -34,10 +34,6 @@ __all__ = ["INLINE_LIMIT", "BatchJob", "CommandJob", "Job", "JobContext", "Outco
 
 INLINE_LIMIT = 1024 * 1024  # files up to this size are read once into memory and sent from there
 BATCH_FILES = 64  # small files per gpg run when the encryptor can batch
-
-
-class StoppedError(Exception):
-    """A job not started (or a batch not continued) because another one had already failed."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from cedar_s3.s3.store import PendingUpload, S3Store
     from cedar_s3.stagedtree import StagedFile
 
-__all__ = ["ObjectWriter", "Plaintext", "StreamSender"]
+__all__ = ["ObjectWriter", "Plaintext", "StoppedError", "StreamSender"]
 
 logger = logging.getLogger("CedarBackup3.log.extend.amazons3.upload")
 
@@ -52,6 +53,11 @@ class Plaintext:
 
     size: int
     sha256: str
+
+
+class StoppedError(Exception):
+    """A job not started, a batch not continued or an object's parts not all sent: the night had already failed
+    (another job's error, or SIGTERM), so nothing more goes."""
 
 
 class ObjectWriter:
@@ -67,6 +73,7 @@ class ObjectWriter:
         recordSourceMtime: bool = False,
     ) -> None:
         self.store = store
+        self.stop = threading.Event()  # set once the night is lost: no further part is sent
         self.dayPrefix = dayPrefix
         self.common = commonMetadata
         self.storedAs = storedAs
@@ -226,6 +233,8 @@ class ObjectWriter:
                 upload.reuse(number, existing.etag)
                 reused += length
                 continue
+            if self.stop.is_set():
+                raise StoppedError
             slots.acquire()
             try:
                 data = _preadFully(descriptor, length, offset)

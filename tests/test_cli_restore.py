@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from clikit import cli, putDay, tree
-from gpgkit import exportPublicKey, gpg, killAgent, newHome, writePassphraseFile
+from gpgkit import exportPublicKey, gpg, killAgent, newHome, tmpfs, writePassphraseFile
 from nightkit import Night
 
 KEY_PASSPHRASE = "restore key passphrase 9"
@@ -56,7 +56,19 @@ def test_plain_day_round_trip(night: Night, tmp_path: Path) -> None:
     assert all(oct(path.stat().st_mode)[-3:] == "600" for path in target.rglob("*") if path.is_file())
 
 
+def test_a_full_target_names_the_file_it_could_not_restore(night: Night, tmp_path: Path) -> None:
+    night.stage({"host/small.txt": b"small", "host/big.bin": os.urandom(600_000)})
+    night.run()
+    with tmpfs(tmp_path / "full", "256k") as target:
+        outcome = cli(night, "restore", night.day.isoformat(), "--to", str(target / "r"), "--jobs", "1")
+        assert outcome.code == 1
+        said = outcome.stdout + outcome.stderr
+        assert "Not restored: host/big.bin: " in said and "No space left on device" in said
+        assert tree(target / "r") == {"host/small.txt": b"small"}  # no partial big.bin under its name
+
+
 def test_symmetric_day_round_trip_with_passphrase_file(night: Night, tmp_path: Path) -> None:
+
     files = stageDay(night)
     night.settings["gpg_passphrase_file"] = str(writePassphraseFile(tmp_path / "server.pass"))
     night.run()

@@ -271,7 +271,6 @@ def _uploadStagingDir(night: Night, day: StagedDay, state: DayState) -> Any:
     Unfinished multipart uploads an earlier run left are resumed where they belong to the same file, and the
     rest (and any a retried request may have orphaned tonight) are aborted once the uploads are done. A failed
     night keeps those it left on purpose and those it never came to, for the next night to continue.
-
     """
     from cedar_s3.upload.day import DayUpload
     from cedar_s3.upload.jobs import JobContext
@@ -299,7 +298,6 @@ def _uploadStagingDir(night: Night, day: StagedDay, state: DayState) -> Any:
         if leftovers is not None:
             try:
                 _abortOrphans(store, state.prefix, keep=writer.kept | writer.unreached())
-
             except OSError as error:  # the night's own failure is what matters; the next night tidies
                 logger.warning("Could not tidy unfinished uploads after the failure: %s", error)
         raise

@@ -269,5 +269,4 @@ def runChild(
         raise
     child.cancel()
     child.raiseIfExpired()
-
     return subprocess.CompletedProcess(child.argv, child.popen.returncode, out, err)

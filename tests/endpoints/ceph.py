@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,8 @@ MEMSTORE_BYTES = 4 << 30  # the OSD's capacity; memory is used only for what is 
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_SAYS_WHY = re.compile(r"(?i)error|fail|in use|denied|refused|unable")
+LOG_SETTLE_SECONDS = 3.0  # at most, for a dead daemon's last log lines to reach the file
 
 
 def _dieWithParent() -> None:
@@ -254,7 +257,19 @@ ssl_certificate={tls.certificate} ssl_private_key={tls.privateKey}
     def _checkAlive(self) -> None:
         for name, process in self.daemons.items():
             if process.poll() is not None:
+                self._settleLogs()
                 raise CephStartError(self._report(f"{name} exited with {process.returncode} during start-up"))
+
+    def _settleLogs(self) -> None:
+        """Wait (briefly) until no daemon log grows: a daemon that just died may still be flushing why."""
+        deadline = time.monotonic() + LOG_SETTLE_SECONDS
+        sizes: dict[Path, int] = {}
+        while time.monotonic() < deadline:
+            now = {log: log.stat().st_size for log in self.logDir.glob("*")} if self.logDir.is_dir() else {}
+            if now == sizes:
+                return
+            sizes = now
+            time.sleep(0.2)
 
     def _report(self, what: str, lines: int = 15) -> str:
         """``what`` went wrong, then the last lines of each daemon's log and output (not the cluster's own logs)."""
@@ -262,9 +277,16 @@ ssl_certificate={tls.certificate} ssl_private_key={tls.privateKey}
         logs = sorted(self.logDir.glob("*")) if self.logDir.is_dir() else []
         for log in (path for path in logs if not path.name.startswith("cluster.")):
             text = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-            if text:
-                parts.append(f"--- last {min(lines, len(text))} lines of {log.name}:")
-                parts.extend(text[-lines:])
+            if not text:
+                continue
+            # a daemon may go on logging after the line that says why (under load, past any fixed tail)
+            earlier = [line for line in text[:-lines] if _SAYS_WHY.search(line)][-lines:]
+            if earlier:
+                parts.append(f"--- lines of {log.name} that say what failed:")
+                parts.extend(earlier)
+            parts.append(f"--- last {min(lines, len(text))} lines of {log.name}:")
+            parts.extend(text[-lines:])
+
         return "\n".join(parts)
 
     # -- tear-down --------------------------------------------------------------------------------------------

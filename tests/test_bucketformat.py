@@ -7,6 +7,7 @@ older cedar-s3 would misread it) a new ``formatVersion``.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -83,6 +84,26 @@ def test_the_golden_manifest_reads_as_it_was_written() -> None:
     assert manifest.header == HEADER
     assert manifest.objects == RECORDS
     assert manifest.rejected == []
+
+
+def test_a_manifest_in_another_json_layout_reads_the_same() -> None:
+    """The night's layout is read line by line; the same document pretty-printed (by hand, by jq) is read whole."""
+    pretty = json.dumps(json.loads(golden("manifest-v1.json")), indent=2).encode()
+    assert parseManifest(pretty, source="golden") == parseManifest(golden("manifest-v1.json"), source="golden")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda raw: raw[: raw.rindex(b"\n]}")], id="closing-line-lost"),
+        pytest.param(lambda raw: raw.replace(b"},\n{", b"}\n{", 1), id="comma-lost-between-entries"),
+        pytest.param(lambda raw: raw.replace(b'"size":5,', b'"size":5', 1), id="one-entry-damaged"),
+        pytest.param(lambda raw: raw + b"{}", id="text-after-the-document"),
+    ],
+)
+def test_a_damaged_manifest_is_refused_whole(damage: Any) -> None:
+    with pytest.raises(ValueError, match=r"Manifest golden is not valid JSON"):
+        parseManifest(damage(golden("manifest-v1.json")), source="golden")
 
 
 def test_the_manifest_written_today_is_the_golden_one_byte_for_byte() -> None:

@@ -321,25 +321,31 @@ def _abortOrphans(store: S3Store, prefix: str, keep: set[str]) -> None:
 
 
 def _previousRecords(night: Night, day: StagedDay, state: DayState) -> RecordTable | None:
-    """The records of an earlier complete run of this day, in tonight's slots; unreadable means none."""
-    from cedar_s3.manifests import readManifest
+    """The records of an earlier complete run of this day, in tonight's slots; unreadable means none.
+
+    Read entry by entry into the on-disk table: a re-run of a day of 100,000 files holds no manifest in memory."""
+    from cedar_s3.manifests import manifestEntries
     from cedar_s3.upload.records import RecordTable
 
     if state.prefix + MANIFEST_NAME not in state.existing:
         return None
+    table = RecordTable(len(day.listing))
     try:
-        previous = readManifest(night.store, state.prefix)
+        with manifestEntries(night.store, state.prefix) as entries:
+            if entries is None:
+                table.close()
+                return None
+            for record in entries:
+                index = day.listing.indexOf(record.relative)
+                if index is not None:
+                    table.put(index, record)
     except ValueError as error:
+        table.close()
         logger.warning("Ignoring the existing manifest (objects are checked by their own metadata): %s", error)
         return None
-    if previous is None:
-        return None
-    table = RecordTable(len(day.listing))
-    byName = {record.relative: record for record in previous.objects}
-    for staged in day.listing:
-        record = byName.get(staged.relative)
-        if record is not None:
-            table.put(staged.index, record)
+    except BaseException:
+        table.close()
+        raise
     return table
 
 

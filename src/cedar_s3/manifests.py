@@ -7,16 +7,27 @@ signature checker is given, its detached signature must be good and made by the 
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cedar_s3.bucketformat import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest, parseManifest
+from cedar_s3.bucketformat import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    SIGNATURE_NAME,
+    Manifest,
+    ManifestEntries,
+    ManifestHeader,
+    parseManifest,
+)
 
 if TYPE_CHECKING:
     from cedar_s3.gpg.sign import SignatureChecker
     from cedar_s3.s3.store import S3Store
 
-__all__ = ["SignaturePolicy", "readManifest"]
+__all__ = ["SignaturePolicy", "manifestEntries", "readManifest"]
 
 MAX_SIGNATURE_BYTES = 64 * 1024
 
@@ -43,10 +54,31 @@ def readManifest(store: S3Store, dayPrefix: str, signatures: SignaturePolicy | N
     if signatures is not None:
         _checkSignature(store, dayPrefix, raw, signatures, url)
     manifest = parseManifest(raw, source=url)
-    suffix = "/".join(dayPrefix.rstrip("/").split("/")[-3:])
-    if manifest.header.day != suffix:
-        raise ValueError(f"Manifest {url} describes day {manifest.header.day!r}, not {suffix!r}; refusing it.")
+    _checkDay(manifest.header, dayPrefix, url)
     return manifest
+
+
+@contextlib.contextmanager
+def manifestEntries(store: S3Store, dayPrefix: str) -> Iterator[ManifestEntries | None]:
+    """The day's manifest read entry by entry (None if it has none), spooled to a private temporary file so that
+    a day of 100,000 files is never in memory whole. No signature is checked: the night uses it only to skip
+    work, and proves every reused object against the bucket; ``readManifest`` is for readers that trust it."""
+    key = dayPrefix + MANIFEST_NAME
+    with tempfile.TemporaryFile() as spool:  # 0600 and already unlinked: gone on every way out
+        if not store.spoolObject(key, spool, limit=MAX_MANIFEST_BYTES):
+            yield None
+            return
+        spool.seek(0)
+        url = store.location.url(key)
+        entries = ManifestEntries(spool, source=url)
+        _checkDay(entries.header, dayPrefix, url)
+        yield entries
+
+
+def _checkDay(header: ManifestHeader, dayPrefix: str, url: str) -> None:
+    suffix = "/".join(dayPrefix.rstrip("/").split("/")[-3:])
+    if header.day != suffix:
+        raise ValueError(f"Manifest {url} describes day {header.day!r}, not {suffix!r}; refusing it.")
 
 
 def _checkSignature(store: S3Store, dayPrefix: str, raw: bytes, policy: SignaturePolicy, url: str) -> None:

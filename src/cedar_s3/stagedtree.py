@@ -14,6 +14,7 @@ the stage action copies real files, so anything else there is not a normal day.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
@@ -55,13 +56,25 @@ class StagedFile:
 class StagedListing:
     """Every file of a staged day, in key order, held compactly (a day may have 100,000 files)."""
 
-    def __init__(self, directory: str, entries: list[tuple[str, os.stat_result]]) -> None:
-        entries.sort(key=lambda entry: entry[0])
+    def __init__(self, directory: str) -> None:
         self.directory = directory
-        self._names = [name for name, _ in entries]
+        self._names: list[str] = []
+        self._numbers = array("q")  # size, mtime, device, inode of each file, four in a row
+
+    def add(self, relative: str, info: os.stat_result) -> None:
+        """One more file, as it is found (its ``stat_result`` is not kept); ``sort`` once all are in."""
+        self._names.append(relative)
+        self._numbers.extend((info.st_size, info.st_mtime_ns, info.st_dev, info.st_ino))
+
+    def sort(self) -> StagedListing:
+        """Into key order (S3's listing order), which ``indexOf`` and the manifest rely on."""
+        order = sorted(range(len(self._names)), key=self._names.__getitem__)
+        self._names = [self._names[index] for index in order]
+        numbers = self._numbers
         self._numbers = array("q")
-        for _, info in entries:
-            self._numbers.extend((info.st_size, info.st_mtime_ns, info.st_dev, info.st_ino))
+        for index in order:
+            self._numbers.extend(numbers[index * 4 : index * 4 + 4])
+        return self
 
     def __len__(self) -> int:
         return len(self._names)
@@ -81,6 +94,11 @@ class StagedListing:
 
     def relatives(self) -> Iterator[str]:
         return iter(self._names)
+
+    def indexOf(self, relative: str) -> int | None:
+        """The position of the file ``relative`` in the listing, or None when the day has no such file."""
+        index = bisect.bisect_left(self._names, relative)
+        return index if index < len(self._names) and self._names[index] == relative else None
 
 
 def _describe(info: os.stat_result) -> str:
@@ -204,7 +222,7 @@ class StagedTree:
         Anything that is not a regular file or a directory fails the night here, naming its path: silently
         skipping it would make the backup incomplete without anyone noticing.
         """
-        entries: list[tuple[str, os.stat_result]] = []
+        listing = StagedListing(self.directory)
         pending = [""]
         while pending:
             prefix = pending.pop()
@@ -219,10 +237,10 @@ class StagedTree:
                 elif stat.S_ISREG(info.st_mode):
                     self._checkName(relative, maxRelativeBytes)
                     self._checkLinks(relative, info)
-                    entries.append((relative, info))
+                    listing.add(relative, info)
                 else:
                     raise ValueError(f"Staged path {self._shown(relative)} is {_describe(info)}.")
-        return StagedListing(self.directory, entries)
+        return listing.sort()
 
     def scan(self) -> Sequence[tuple[str, os.stat_result]]:
         """Every entry below the directory that is not itself a directory, in name order, as ``lstat`` saw it.

@@ -9,9 +9,10 @@ object is checked; every bad one is named.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ logger = logging.getLogger("CedarBackup3.log.extend.amazons3.verify")
 
 SHOWN_PROBLEMS = 20
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}(-[0-9]+)?$")
+CHECKS_AT_ONCE = 1000  # records held for one round of HEADs and downloads: memory flat in the number of objects
 UNPROVABLE = "only a download can prove it (set <verify_download>Y or use verify --download)"
 
 
@@ -45,6 +47,13 @@ class _Check:
     record: StoredObject
     key: str
     remote: RemoteObject | None
+
+
+def _batches(records: Iterable[StoredObject], size: int) -> Iterator[list[StoredObject]]:
+    """``itertools.batched`` (Python 3.12) for 3.11."""
+    iterator = iter(records)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def _byListing(check: _Check) -> bool:
@@ -120,39 +129,38 @@ def verifyObjects(
 ) -> int:
     """Check every record against S3; raise ``VerificationError`` naming each bad object. Returns the count.
 
-    ``records`` may be a stream (a night's records are read back one at a time); only the objects a listing
-    cannot prove are held, for a HEAD or a download.
+    ``records`` may be a stream (a night's records are read back one at a time); they are checked
+    ``CHECKS_AT_ONCE`` at a time, so only that many are held for a HEAD or a download.
     """
     if listing is None:
         listing = RemoteListing(store.listObjects(dayPrefix))
     problems: list[str] = []
-    needHead: list[_Check] = []
-    present: list[_Check] = []
-    count = 0
-    for record in records:
-        count += 1
-        key = dayPrefix + record.relative
-        check = _Check(record, key, listing.get(key))
-        if download and check.remote is not None:
-            present.append(check)
-        if check.remote is None:
-            problems.append(f"{check.key}: missing")
-        elif check.remote.size != check.record.size:
-            problems.append(f"{check.key}: size {check.remote.size}, expected {check.record.size}")
-        elif not _byListing(check):
-            needHead.append(check)
     unprovable: list[str] = []
-    if needHead:
-        with ThreadPoolExecutor(max_workers=store.concurrency) as pool:
+    count = 0
+    with ThreadPoolExecutor(max_workers=store.concurrency) as pool:
+        for batch in _batches(records, CHECKS_AT_ONCE):
+            count += len(batch)
+            needHead: list[_Check] = []
+            present: list[_Check] = []
+            for record in batch:
+                key = dayPrefix + record.relative
+                check = _Check(record, key, listing.get(key))
+                if download and check.remote is not None:
+                    present.append(check)
+                if check.remote is None:
+                    problems.append(f"{check.key}: missing")
+                elif check.remote.size != check.record.size:
+                    problems.append(f"{check.key}: size {check.remote.size}, expected {check.record.size}")
+                elif not _byListing(check):
+                    needHead.append(check)
             for problem in pool.map(lambda check: _byHead(store, check, download), needHead):
                 if problem is not None:
                     (unprovable if problem.endswith(UNPROVABLE) else problems).append(problem)
-    if download:
-        logger.debug("Downloading %d objects from %s to hash them.", len(present), dayPrefix)
-        with ThreadPoolExecutor(max_workers=store.concurrency) as pool:
-            results = pool.map(lambda check: _byDownload(store, check.key, check.record), present)
-            problems += [problem for problem in results if problem is not None]
-    else:
+            if present:
+                logger.debug("Downloading %d objects from %s to hash them.", len(present), dayPrefix)
+                results = pool.map(lambda check: _byDownload(store, check.key, check.record), present)
+                problems += [problem for problem in results if problem is not None]
+    if not download:
         problems += unprovable
     if problems:
         raise VerificationError(problems, store.location.url(dayPrefix))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "Adoption",
     "Manifest",
+    "ManifestEntries",
     "ManifestHeader",
     "ManifestWriter",
     "StoredObject",
@@ -207,16 +208,86 @@ def _header(data: dict[str, Any], source: str) -> ManifestHeader:
     return ManifestHeader(adoption=adoption, **texts)
 
 
-def parseManifest(raw: bytes | str, *, source: str) -> Manifest:
-    """Parse and check a manifest; ``source`` (its S3 URL) names it in every message.
+_OPENING = b'"objects":['
+_CLOSING = b"]}"
 
-    Raises ValueError when the document or its header cannot be trusted; refuses bad entries one by one.
+
+class Readable(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> bytes: ...
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
+class ManifestEntries:
+    """A manifest read entry by entry from a binary file: the header checked at once, the objects as they are
+    iterated, so a day of 100,000 files is never held whole (the night reads its previous manifest this way).
+
+    ``ManifestWriter``'s layout (the header and ``"objects":[`` on the first line, one entry per line, ``]}`` on
+    the last) is read line by line; any other valid JSON document is read whole. Iterating raises ValueError
+    where the document is not valid JSON (a damaged manifest is refused as a whole, as ``parseManifest`` does);
+    each bad entry is refused on its own and named in ``rejected``. Duplicates are the caller's to refuse.
     """
+
+    def __init__(self, file: Readable, *, source: str) -> None:
+        self.source = source
+        self.rejected: list[str] = []
+        self._file = file
+        first = file.readline().rstrip(b"\n")
+        self._lines = first.endswith(_OPENING)
+        if self._lines:
+            data = _documentOf(first + _CLOSING, source)
+            self._whole: list[Any] = []
+        else:
+            file.seek(0)
+            data = _documentOf(file.read(), source)
+        self.header = _checkedHeader(data, source)
+        if not self._lines:
+            entries = data.get("objects")
+            if entries is not None and not isinstance(entries, list):
+                raise ValueError(f"Manifest {source} is invalid: 'objects' is not a list.")
+            self._whole = entries or []
+
+    def __iter__(self) -> Iterator[StoredObject]:
+        return (record for _, record in self.numbered())
+
+    def numbered(self) -> Iterator[tuple[int, StoredObject]]:
+        """``(position, record)`` for every well-formed entry, counting the refused ones too."""
+        for number, entry in enumerate(self._lineEntries() if self._lines else iter(self._whole), 1):
+            try:
+                yield number, StoredObject.fromDict(entry)
+            except ValueError as error:
+                self.rejected.append(f"{self.source}: entry {number} refused: {error}")
+
+    def _lineEntries(self) -> Iterator[Any]:
+        more = True  # after the opening line, an entry or the closing line may follow
+        for raw in iter(self._file.readline, b""):
+            line = raw.rstrip(b"\n")
+            if line == _CLOSING:
+                if self._file.read().strip():
+                    break  # text after the document
+                return
+            if not more:
+                break  # an entry where a comma should have announced it
+            more = line.endswith(b",")
+            try:
+                yield json.loads(line[:-1] if more else line)
+            except ValueError as error:
+                raise ValueError(f"Manifest {self.source} is not valid JSON: {error}") from None
+        raise ValueError(f"Manifest {self.source} is not valid JSON: it is cut short or its entries are run together.")
+
+
+def _documentOf(raw: bytes, source: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError as error:
         raise ValueError(f"Manifest {source} is not valid JSON: {error}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict):
+        raise ValueError(f"Manifest {source} is not a cedar-s3 manifest.")
+    return data
+
+
+def _checkedHeader(data: dict[str, Any], source: str) -> ManifestHeader:
+    if data.get("format") != FORMAT:
         raise ValueError(f"Manifest {source} is not a cedar-s3 manifest.")
     version = data.get("formatVersion")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -226,20 +297,20 @@ def parseManifest(raw: bytes | str, *, source: str) -> Manifest:
             f"Manifest {source} has format version {version}, newer than this cedar-s3 reads ({FORMAT_VERSION}); "
             "upgrade cedar-s3 to read it."
         )
-    header = _header(data, source)
-    entries = data.get("objects")
-    if entries is None:
-        entries = []
-    if not isinstance(entries, list):
-        raise ValueError(f"Manifest {source} is invalid: 'objects' is not a list.")
-    manifest = Manifest(header)
+    return _header(data, source)
+
+
+def parseManifest(raw: bytes | str, *, source: str) -> Manifest:
+    """Parse and check a whole manifest; ``source`` (its S3 URL) names it in every message.
+
+    Raises ValueError when the document or its header cannot be trusted; refuses bad entries one by one.
+    """
+    import io
+
+    entries = ManifestEntries(io.BytesIO(raw.encode("utf-8") if isinstance(raw, str) else raw), source=source)
+    manifest = Manifest(entries.header, rejected=entries.rejected)  # one list: refusals in document order
     seen: set[str] = set()
-    for number, entry in enumerate(entries, 1):
-        try:
-            record = StoredObject.fromDict(entry)
-        except ValueError as error:
-            manifest.rejected.append(f"{source}: entry {number} refused: {error}")
-            continue
+    for number, record in entries.numbered():
         if record.relative in seen:
             manifest.rejected.append(f"{source}: entry {number} refused: {record.relative!r} is listed twice")
             continue

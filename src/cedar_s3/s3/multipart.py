@@ -82,7 +82,9 @@ class MultipartUpload:
         with self._lock:
             self._parts[number] = {"PartNumber": number, "ETag": f'"{etag}"'}
 
-    def send(self, number: int, data: bytes, *, md5: bytes, sha256: bytes | None, release: threading.Semaphore) -> None:
+    def send(
+        self, number: int, data: bytes | bytearray, *, md5: bytes, sha256: bytes | None, release: threading.Semaphore
+    ) -> None:
         """Send one part on the part threads; ``release`` is signalled once its buffer is no longer needed.
 
         Raises at once if an earlier part of this upload already failed.
@@ -95,7 +97,7 @@ class MultipartUpload:
         with self._lock:
             self._futures.append(future)
 
-    def _sendPart(self, number: int, data: bytes, md5: bytes, sha256: bytes | None) -> None:
+    def _sendPart(self, number: int, data: bytes | bytearray, md5: bytes, sha256: bytes | None) -> None:
         args: dict[str, Any] = {"ContentMD5": b64(md5)}
         if self.composite:
             assert sha256 is not None

@@ -367,6 +367,20 @@ class S3Store:
         with stream:
             return stream.readAll()
 
+    def spoolObject(self, key: str, into: IO[bytes], *, limit: int) -> bool:
+        """Copy an object of at most ``limit`` bytes into ``into`` (a private temporary file), chunk by chunk, so
+        that a large one is never held in memory; False when it does not exist."""
+        from cedar_s3.s3.download import ObjectStream
+
+        try:
+            stream = ObjectStream.open(self, key, limit=limit)
+        except FileNotFoundError:
+            return False
+        with stream:
+            while chunk := stream.read():
+                into.write(chunk)
+        return True
+
     def getJson(self, key: str, *, limit: int) -> Any | None:
         body = self.getBytes(key, limit=limit)
         if body is None:

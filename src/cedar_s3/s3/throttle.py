@@ -34,7 +34,7 @@ class Throttle:
         events.register_first("request-created.s3", signal_not_transferring, unique_id="cedar-s3-not-transferring")
         events.register_last("request-created.s3", signal_transferring, unique_id="cedar-s3-transferring")
 
-    def wrap(self, body: bytes | IO[bytes]) -> Any:
+    def wrap(self, body: bytes | bytearray | IO[bytes]) -> Any:
         stream = io.BytesIO(body) if isinstance(body, bytes | bytearray | memoryview) else body
         coordinator: Any = _NeverFailed()
         return BandwidthLimitedStream(stream, self._bucket, coordinator)

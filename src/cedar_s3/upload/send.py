@@ -326,7 +326,7 @@ class StreamSender:
                 writer.common, encryption=self._mode, plaintextSize=self._staged.size, storedAs=writer.storedAs
             )
             self._upload = writer.store.startMultipart(writer.key(self._staged), metadata, composite=writer.composite)
-        data = bytes(self._buffer)
+        data = self._buffer  # handed over, not copied: a new buffer takes the next part
         self._buffer = bytearray()
         self._whole.update(data)
         if self._wholeMd5 is not None:

@@ -217,7 +217,7 @@ class DayState:
     prefix: str
     started: str
     common: dict[str, str]
-    existing: RemoteListing
+    existing: RemoteListing  # the day's objects as last listed: before the upload, then as verified
     records: RecordTable
 
 
@@ -351,10 +351,15 @@ def _previousRecords(night: Night, day: StagedDay, state: DayState) -> RecordTab
 
 def _verifyUpload(night: Night, day: StagedDay, state: DayState) -> None:
     """Every object present with the right size and checksum (upstream checked sizes only)."""
+    from cedar_s3.upload.reuse import RemoteListing
     from cedar_s3.verify import verifyObjects
 
+    state.existing = RemoteListing(())  # the listing from before the upload goes first: one is held at a time
+    state.existing = RemoteListing(night.store.listObjects(state.prefix))  # what the day holds now
     records = state.records.iterate(day.listing.relatives())
-    count = verifyObjects(night.store, state.prefix, records, download=night.settings.verifyDownload)
+    count = verifyObjects(
+        night.store, state.prefix, records, download=night.settings.verifyDownload, listing=state.existing
+    )
     logger.debug("Verified %d objects under [%s].", count, state.prefix)
 
 
@@ -405,11 +410,13 @@ def _clearExistingBackup(night: Night, day: StagedDay, state: DayState) -> None:
     Upstream cleared the whole day *before* uploading, so a failed night lost the previous copy. We only get
     here once the new copy is uploaded, verified and described by its manifest.
     """
-    keep = {state.prefix + relative for relative in day.listing.relatives()}
-    keep |= {state.prefix + MANIFEST_NAME, state.prefix + INCOMPLETE_MARKER}
-    if night.signer is not None:
-        keep.add(state.prefix + SIGNATURE_NAME)
-    stale = [key for key in state.existing.allKeys() if key not in keep]
+    bookkeeping = {MANIFEST_NAME, INCOMPLETE_MARKER} | ({SIGNATURE_NAME} if night.signer is not None else set())
+
+    def kept(key: str) -> bool:
+        relative = key.removeprefix(state.prefix)
+        return relative in bookkeeping or day.listing.indexOf(relative) is not None
+
+    stale = [key for key in state.existing.allKeys() if not kept(key)]
     if stale:
         logger.info("Removing %d stale object(s) from an earlier run of this day.", len(stale))
         night.store.deleteKeys(stale)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import json
 import logging
+import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -56,11 +58,21 @@ class RemoteListing:
     """The objects under a prefix, sorted by key, held compactly (a day may hold 100,000 of them)."""
 
     def __init__(self, objects: Iterable[RemoteObject]) -> None:
-        entries = sorted((entry.key, entry.size, entry.etag, entry.storageClass) for entry in objects)
-        self._keys = [entry[0] for entry in entries]
-        self._sizes = array("q", (entry[1] for entry in entries))
-        self._etags = [entry[2] for entry in entries]
-        self._classes = [entry[3] for entry in entries]
+        self._keys: list[str] = []
+        self._sizes = array("q")
+        self._etags: list[str] = []
+        self._classes: list[str] = []
+        for entry in objects:  # S3 lists in key order already; sorted below only where a store did not
+            self._keys.append(entry.key)
+            self._sizes.append(entry.size)
+            self._etags.append(entry.etag)
+            self._classes.append(sys.intern(entry.storageClass))  # a handful of distinct names, one copy each
+        if any(before > after for before, after in itertools.pairwise(self._keys)):
+            order = sorted(range(len(self._keys)), key=self._keys.__getitem__)
+            self._keys = [self._keys[index] for index in order]
+            self._sizes = array("q", (self._sizes[index] for index in order))
+            self._etags = [self._etags[index] for index in order]
+            self._classes = [self._classes[index] for index in order]
 
     def __len__(self) -> int:
         return len(self._keys)

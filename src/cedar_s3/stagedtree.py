@@ -14,7 +14,6 @@ the stage action copies real files, so anything else there is not a normal day.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import fcntl
@@ -26,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cedar_s3.bucketformat import MAX_KEY_BYTES, checkRelativeKey, isIndicatorName
+from cedar_s3.packedtext import PackedStrings
 
 __all__ = ["StagedFile", "StagedListing", "StagedTree", "StagingChangedError"]
 
@@ -58,7 +58,7 @@ class StagedListing:
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        self._names: list[str] = []
+        self._names = PackedStrings()
         self._numbers = array("q")  # size, mtime, device, inode of each file, four in a row
 
     def add(self, relative: str, info: os.stat_result) -> None:
@@ -68,8 +68,8 @@ class StagedListing:
 
     def sort(self) -> StagedListing:
         """Into key order (S3's listing order), which ``indexOf`` and the manifest rely on."""
-        order = sorted(range(len(self._names)), key=self._names.__getitem__)
-        self._names = [self._names[index] for index in order]
+        order = self._names.sortOrder()
+        self._names = self._names.reordered(order)
         numbers = self._numbers
         self._numbers = array("q")
         for index in order:
@@ -97,8 +97,7 @@ class StagedListing:
 
     def indexOf(self, relative: str) -> int | None:
         """The position of the file ``relative`` in the listing, or None when the day has no such file."""
-        index = bisect.bisect_left(self._names, relative)
-        return index if index < len(self._names) and self._names[index] == relative else None
+        return self._names.find(relative)
 
 
 def _describe(info: os.stat_result) -> str:

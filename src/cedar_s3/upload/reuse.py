@@ -8,9 +8,7 @@ and size, the same encryption mode and the same settings fingerprint, and still 
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import itertools
 import json
 import logging
 import sys
@@ -19,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from cedar_s3.bucketformat import StoredObject, recordFromMetadata
+from cedar_s3.packedtext import PackedStrings
 
 if TYPE_CHECKING:
     from cedar_s3.config import AmazonS3Config
@@ -58,28 +57,27 @@ class RemoteListing:
     """The objects under a prefix, sorted by key, held compactly (a day may hold 100,000 of them)."""
 
     def __init__(self, objects: Iterable[RemoteObject]) -> None:
-        self._keys: list[str] = []
+        self._keys = PackedStrings()
         self._sizes = array("q")
-        self._etags: list[str] = []
+        self._etags = PackedStrings()
         self._classes: list[str] = []
-        for entry in objects:  # S3 lists in key order already; sorted below only where a store did not
+        for entry in objects:
             self._keys.append(entry.key)
             self._sizes.append(entry.size)
             self._etags.append(entry.etag)
             self._classes.append(sys.intern(entry.storageClass))  # a handful of distinct names, one copy each
-        if any(before > after for before, after in itertools.pairwise(self._keys)):
-            order = sorted(range(len(self._keys)), key=self._keys.__getitem__)
-            self._keys = [self._keys[index] for index in order]
+        if not self._keys.isSorted():  # S3 lists in key order; a store that does not is put in order here
+            order = self._keys.sortOrder()
+            self._keys = self._keys.reordered(order)
             self._sizes = array("q", (self._sizes[index] for index in order))
-            self._etags = [self._etags[index] for index in order]
+            self._etags = self._etags.reordered(order)
             self._classes = [self._classes[index] for index in order]
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def _index(self, key: str) -> int | None:
-        index = bisect.bisect_left(self._keys, key)
-        return index if index < len(self._keys) and self._keys[index] == key else None
+        return self._keys.find(key)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._index(key) is not None

@@ -61,11 +61,12 @@ class PackedStrings:
     def find(self, text: str) -> int | None:
         """The position of ``text`` in these strings, which must be sorted; None when it is not among them."""
         target = text.encode("utf-8", "surrogatepass")  # a name no S3 key can have is simply not found
-        low, high = 0, len(self._ends)
+        blob, ends = self._blob, self._ends
+        low, high = 0, len(ends)
         while low < high:
             middle = (low + high) // 2
-            if self._encoded(middle) < target:
+            if blob[ends[middle - 1] if middle else 0 : ends[middle]] < target:
                 low = middle + 1
             else:
                 high = middle
-        return low if low < len(self._ends) and self._encoded(low) == target else None
+        return low if low < len(ends) and self._encoded(low) == target else None

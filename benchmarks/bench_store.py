@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ DUMMY = "bench"  # moto accepts any credentials
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": DUMMY, "AWS_SECRET_ACCESS_KEY": DUMMY, "AWS_DEFAULT_REGION": "us-east-1"}
 CHILD_TIMEOUT = 3600
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
+HUGE_MIB = {False: 3072, True: 256}  # the huge dataset's one file: full run, --quick
 
 
 @dataclass
@@ -74,14 +75,20 @@ class Bench:
 def parse_args() -> argparse.Namespace:
     """Command line; the --run-* options are internal child modes."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--datasets", default="small,big,mixed")
+    p.add_argument("--datasets", default="small,big,mixed", help="any of small,big,mixed,huge (huge: opt-in)")
     p.add_argument("--variants", default="plain,symmetric,pubkey")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="200 small files, 2 x 8 MiB big files, 1 round")
+    p.add_argument("--quick", action="store_true", help="200 small files, 2 x 8 MiB big files, 256 MiB huge, 1 round")
+    p.add_argument("--huge-mib", type=int, help=f"size of the huge dataset's one file (default {HUGE_MIB[False]} MiB, "
+                   f"{HUGE_MIB[True]} with --quick)")  # fmt: skip
     p.add_argument("--json", metavar="PATH", help="also write all results as JSON")
     p.add_argument("--s2k-count", type=int, help="<gpg_s2k_count> for A, and --s2k-count in B's equal-settings row")
     p.add_argument("--max-concurrency", type=int, help="<max_concurrency> for A")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="one more element of A's <amazons3>, e.g. checksum_calculation=when_supported")  # fmt: skip
     p.add_argument("--tmpdir", help="parent of the scratch dir (default: system temp)")
+    work_help = "parent of A's working_dir and B's encrypted copy, e.g. a small tmpfs (default: the scratch dir)"
+    p.add_argument("--work-parent", metavar="DIR", help=work_help)
     p.add_argument("--awscli-venv", help="where the AWS CLI venv lives (created once)")
     p.add_argument("--moto", choices=("stock", "cached"), default="stock",
                    help="cached: moto without its per-request module scan (see moto_endpoint.py)")  # fmt: skip
@@ -92,6 +99,7 @@ def parse_args() -> argparse.Namespace:
 
 def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run a setup command, failing loudly with its stderr."""
+    kwargs.setdefault("timeout", 1800)  # every setup step has a deadline (pip installs included)
     done = subprocess.run(argv, text=True, capture_output=True, check=False, **kwargs)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed [{done.returncode}]: {done.stderr.strip()[-800:]}")
@@ -202,8 +210,30 @@ def stage_day(stage_root: Path, day: str, peers: list[str]) -> Path:
     return day_dir
 
 
-def make_datasets(tmp: Path, day: str, quick: bool) -> dict[str, Dataset]:
-    """small: many 1-16 KiB files; big: few 96 MiB incompressible files; mixed: hard links to both."""
+def write_random(path: Path, mib: int) -> None:
+    """An incompressible file of `mib` MiB from os.urandom, written a MiB at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        for _ in range(mib):
+            out.write(os.urandom(MIB))
+
+
+def make_huge(tmp: Path, day: str, mib: int) -> Path:
+    """huge: one incompressible file of `mib` MiB, after checking the scratch file system can take it and B's copy."""
+    # the file, upstream's encrypted copy, and moto's spooled parts plus the assembled object (its TMPDIR: /tmp)
+    need = 4 * mib * MIB + 512 * MIB
+    free = shutil.disk_usage(tmp).free
+    if free < need:
+        raise SystemExit(f"huge dataset: {free / MIB:.0f} MiB free under {tmp}, need about {need / MIB:.0f} MiB "
+                         "(the file, upstream's copy, moto's); use --tmpdir or --huge-mib")  # fmt: skip
+    day_dir = stage_day(tmp / "data/huge", day, ["peer1"])
+    write_random(day_dir / "peer1/archive/huge.tar", mib)
+    return day_dir
+
+
+def make_datasets(tmp: Path, day: str, quick: bool, huge_mib: int | None = None) -> dict[str, Dataset]:
+    """small: many 1-16 KiB files; big: few 96 MiB incompressible files; mixed: hard links to both;
+    huge (only when huge_mib is given): one file of huge_mib MiB."""
     rng, peers = random.Random(20240601), ["peer1", "peer2"]
     small_n, big_n, big_mib = (200, 2, 8) if quick else (2000, 4, 96)
     small_day = stage_day(tmp / "data/small", day, peers)
@@ -213,11 +243,7 @@ def make_datasets(tmp: Path, day: str, quick: bool) -> dict[str, Dataset]:
         path.write_bytes(rng.randbytes(rng.randint(1024, 16 * 1024)))
     big_day = stage_day(tmp / "data/big", day, peers)
     for i in range(big_n):
-        path = big_day / peers[i % 2] / f"archive/big-{i}.tar"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as out:
-            for _ in range(big_mib):
-                out.write(os.urandom(MIB))
+        write_random(big_day / peers[i % 2] / f"archive/big-{i}.tar", big_mib)
     mixed_day = stage_day(tmp / "data/mixed", day, peers)
     for source in (small_day, big_day):
         for path in payload_files(source):
@@ -225,10 +251,20 @@ def make_datasets(tmp: Path, day: str, quick: bool) -> dict[str, Dataset]:
             link.parent.mkdir(parents=True, exist_ok=True)
             os.link(path, link)
     days = {"small": small_day, "big": big_day, "mixed": mixed_day}
+    if huge_mib:
+        days["huge"] = make_huge(tmp, day, huge_mib)
     return {
         name: Dataset(name, tmp / "data" / name, d, sum(p.stat().st_size for p in payload_files(d)) / MIB)
         for name, d in days.items()
     }
+
+
+def hand_over(root: Path, user: str) -> None:
+    """Give the staged data to the backup user, as the stage action leaves it: ours refuses a hard-linked staged
+    file (mixed links big's and small's files) unless the backup user owns it."""
+    uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(user).gr_gid
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def child_env(bench: Bench, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -271,8 +307,9 @@ def check_remote(bench: Bench, ds: Dataset, remote: dict[str, int], plain: bool)
     return None
 
 
-def config_xml(bench: Bench, ds: Dataset, variant: str, bucket: str, work: Path) -> str:
-    """A real cback3.conf for side A: options, stage and our <amazons3> section."""
+def config_xml(bench: Bench, ds: Dataset, variant: str, bucket: str, work: Path, *,
+               extra: dict[str, str] | None = None) -> str:  # fmt: skip
+    """A real cback3.conf for side A: options, stage and our <amazons3> section (plus `extra` settings in it)."""
     a = bench.args
     s3 = {"s3_bucket": bucket, "endpoint_url": bench.endpoint, "region": "us-east-1"}
     if variant == "symmetric":
@@ -283,6 +320,8 @@ def config_xml(bench: Bench, ds: Dataset, variant: str, bucket: str, work: Path)
         s3["gpg_s2k_count"] = str(a.s2k_count)
     if a.max_concurrency:
         s3["max_concurrency"] = str(a.max_concurrency)
+    s3.update(setting.split("=", 1) for setting in getattr(a, "setting", []))  # bench_store's --setting
+    s3.update(extra or {})
     section = "".join(f"    <{k}>{v}</{k}>\n" for k, v in s3.items())
     return f"""<?xml version="1.0"?>
 <cb_config>
@@ -298,8 +337,11 @@ def config_xml(bench: Bench, ds: Dataset, variant: str, bucket: str, work: Path)
 """
 
 
-def run_measured(mode: str, arg: Path, env: dict[str, str], log: Path, watch: Path | None = None) -> dict[str, Any]:
-    """One child process; while it runs, a parent thread samples the size of `watch` (no GIL cost in the child)."""
+def run_measured(mode: str, arg: Path, env: dict[str, str], log: Path, watch: Path | None = None, *,
+                 script: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """One child process (`script --run-<mode> arg`, default this script); while it runs, a parent thread samples
+    the size of `watch` (no GIL cost in the child). The peak sampled is the result's tmp_mib, or the child's own
+    tmp_mib figure if that is larger (B measures its encrypted copy at its fullest, just before removing it)."""
     peak, stop = [0], threading.Event()
 
     def sample() -> None:
@@ -307,7 +349,7 @@ def run_measured(mode: str, arg: Path, env: dict[str, str], log: Path, watch: Pa
             peak[0] = max(peak[0], tree_bytes(watch))  # type: ignore[arg-type]
 
     sampler = threading.Thread(target=sample, daemon=True)
-    argv = [sys.executable, str(Path(__file__).resolve()), f"--run-{mode}", str(arg)]
+    argv = [sys.executable, str(script or Path(__file__).resolve()), f"--run-{mode}", str(arg)]
     with log.open("w") as err:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
         if watch:
@@ -326,8 +368,8 @@ def run_measured(mode: str, arg: Path, env: dict[str, str], log: Path, watch: Pa
     if result.get("error") and not result.get("import_error"):
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]  # the scratch dir goes away at the end
         result["error"] += "".join(f"\n      | {line}" for line in tail)
-    if watch and not result.get("error"):
-        result["tmp_mib"] = peak[0] / MIB
+    if watch:  # kept on failure too (in the JSON samples), e.g. how far B's copy got on a small --work-parent
+        result["tmp_mib"] = max(peak[0] / MIB, result.get("tmp_mib") or 0.0)
     return result
 
 
@@ -342,9 +384,15 @@ def measured(bench: Bench, ds: Dataset, bucket: str, *, mode: str, arg: Path, en
     return result
 
 
+def work_parent(bench: Bench) -> Path:
+    """Where A's working_dir and B's encrypted copy go: --work-parent (a small tmpfs, say), else the scratch dir."""
+    parent = getattr(bench.args, "work_parent", None)
+    return Path(parent) if parent else bench.tmp
+
+
 def measure_ours(bench: Bench, ds: Dataset, variant: str, tag: str) -> dict[str, Any]:
     """Side A: write cback3.conf, clear the store indicator, run executeAction in a fresh process."""
-    work, config = bench.tmp / f"work-a-{tag}", bench.tmp / f"cback3-{tag}.conf"
+    work, config = work_parent(bench) / f"work-a-{tag}", bench.tmp / f"cback3-{tag}.conf"
     work.mkdir()
     config.write_text(config_xml(bench, ds, variant, f"a-{tag}", work))
     (ds.day_dir / "cback.amazons3").unlink(missing_ok=True)  # else a second run would be skipped
@@ -370,12 +418,8 @@ def encrypt_command(bench: Bench, variant: str, equal: bool) -> str | None:
     return head + extra + " -o ${output} ${input}"
 
 
-def measure_upstream(bench: Bench, ds: Dataset, variant: str, tag: str, equal: bool = False) -> dict[str, Any]:
-    """Side B: upstream's aws/gpg command sequence in a fresh process, su'ing to the backup user when root."""
-    work = bench.tmp / f"work-b-{tag}"
-    work.mkdir()
-    if bench.su_user:
-        shutil.chown(work, bench.su_user, bench.su_user)
+def upstream_spec(bench: Bench, ds: Dataset, variant: str, tag: str, work: Path, equal: bool = False) -> Path:
+    """Write side B's job (bucket b-<tag>, encrypted copy under `work`) for `--run-upstream`; returns its path."""
     env = {k: v for k, v in child_env(bench).items() if k.startswith("AWS_")}  # su keeps env: hand it a clean one
     env.update(PATH=CLEAN_PATH, LANG="C.UTF-8", GNUPGHOME=str(bench.b_gpg_home))
     if not bench.su_user:
@@ -387,8 +431,22 @@ def measure_upstream(bench: Bench, ds: Dataset, variant: str, tag: str, equal: b
     }  # fmt: skip
     spec_path = bench.tmp / f"spec-b-{tag}.json"
     spec_path.write_text(json.dumps(spec))
+    return spec_path
+
+
+def measure_upstream(bench: Bench, ds: Dataset, variant: str, tag: str, equal: bool = False) -> dict[str, Any]:
+    """Side B: upstream's aws/gpg command sequence in a fresh process, su'ing to the backup user when root."""
+    work = work_parent(bench) / f"work-b-{tag}"
+    work.mkdir()
+    if bench.su_user:
+        shutil.chown(work, bench.su_user, bench.su_user)
+    spec_path = upstream_spec(bench, ds, variant, tag, work, equal)
     plain = variant == "plain"
-    result = measured(bench, ds, f"b-{tag}", mode="upstream", arg=spec_path, env=child_env(bench), plain=plain)
+    # huge: sampled too (one file, a cheap walk), so a run that fails midway, e.g. for lack of space on a small
+    # --work-parent, still shows how far its copy got; elsewhere a walk of thousands of files would slow B down
+    watch = work if ds.name == "huge" and not plain else None
+    result = measured(bench, ds, f"b-{tag}", mode="upstream", arg=spec_path, env=child_env(bench), plain=plain,
+                      watch=watch)  # fmt: skip
     shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -419,7 +477,8 @@ def run_rounds(bench: Bench, datasets: list[Dataset], variants: list[str], round
     for r in range(1, rounds + 1):
         for ds in datasets:
             print(f"round {r}/{rounds} {ds.name} ({ds.payload_mib:.0f} MiB payload)", flush=True)
-            record(f"{ds.name}|limit", measure_limit(bench, ds, f"{r}-{ds.name}"))
+            if ds.name != "huge":  # one multi-GiB put_object is no floor anyone uses (and moto holds it in memory)
+                record(f"{ds.name}|limit", measure_limit(bench, ds, f"{r}-{ds.name}"))
             for variant in variants:
                 tag = f"{r}-{ds.name}-{variant}"
                 a = ours_missing or measure_ours(bench, ds, variant, tag)
@@ -441,7 +500,7 @@ def summarize(samples: Samples, datasets: list[Dataset], variants: list[str]) ->
     """One row per dataset/variant (plus B equal-settings rows) with medians and ratios."""
     rows = []
     for ds in datasets:
-        limit = median(samples[f"{ds.name}|limit"], "wall")
+        limit = median(samples.get(f"{ds.name}|limit", []), "wall")
         for variant in variants:
             a_runs = samples[f"{ds.name}|{variant}|A"]
             for side in ("B", "B_eq"):
@@ -461,6 +520,18 @@ def summarize(samples: Samples, datasets: list[Dataset], variants: list[str]) ->
     return rows
 
 
+def print_columns(cols: list[tuple[str, str, str]], rows: list[dict[str, Any]], *, left: set[int]) -> None:
+    """Rows as aligned columns ``(key, heading, format)``; None prints as 'n/a'; columns in ``left`` flush left."""
+    cells = [[heading for _, heading, _ in cols]]
+    cells += [["n/a" if row[key] is None else form.format(row[key]) for key, _, form in cols] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
+    for n, line in enumerate(cells):
+        aligned = (c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+        print("  ".join(aligned))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Plain-text table; 'n/a' means that side produced no successful run (see the notes)."""
     cols = [("dataset", "dataset", "{}"), ("variant", "variant", "{}"), ("payload_mib", "MiB", "{:.0f}"),
@@ -468,13 +539,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             ("b_over_a", "B/A", "{:.2f}"), ("a_over_limit", "A/limit", "{:.2f}"),
             ("a_rss_mib", "A RSS MiB", "{:.0f}"), ("b_rss_mib", "B RSS MiB", "{:.0f}"),
             ("a_tmp_mib", "A tmp MiB", "{:.1f}"), ("b_tmp_mib", "B tmp MiB", "{:.1f}")]  # fmt: skip
-    cells = [[h for _, h, _ in cols]]
-    cells += [["n/a" if r[k] is None else f.format(r[k]) for k, _, f in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    for n, row in enumerate(cells):
-        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(cols, rows, left={0, 1})
     notes: dict[str, list[str]] = {}
     for row in rows:
         for error in row["errors"]:
@@ -492,10 +557,11 @@ def main() -> int:
     if args.quick:
         args.rounds = 1
     names, variants = args.datasets.split(","), args.variants.split(",")
-    if not set(names) <= {"small", "big", "mixed"} or not set(variants) <= {"plain", "symmetric", "pubkey"}:
+    if not set(names) <= {"small", "big", "mixed", "huge"} or not set(variants) <= {"plain", "symmetric", "pubkey"}:
         raise SystemExit("unknown dataset or variant")
     os.umask(0o022)  # the su user must be able to read the staged data
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups below on kill too
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))  # and when the terminal goes (the huge file is GiBs)
     root = os.geteuid() == 0
     aws = ensure_awscli(args.awscli_venv)
     aws_version = run([aws, "--version"]).stdout.strip()
@@ -510,7 +576,10 @@ def main() -> int:
         with moto_server(tmp / "moto.log", args.moto) as endpoint:
             bench = Bench(tmp, endpoint, day, aws, gpg, fingerprint, su_user, owner, args)
             start = time.perf_counter()
-            all_sets = make_datasets(tmp, day, args.quick)
+            huge_mib = (args.huge_mib or HUGE_MIB[args.quick]) if "huge" in names else None
+            all_sets = make_datasets(tmp, day, args.quick, huge_mib)
+            if su_user:
+                hand_over(tmp / "data", su_user)
             print(f"datasets made in {time.perf_counter() - start:.1f} s under {tmp}; S3 at {endpoint}", flush=True)
             datasets = [all_sets[n] for n in names]
             samples = run_rounds(bench, datasets, variants, args.rounds)
@@ -527,8 +596,13 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-if __name__ == "__main__":
+def run_main(main: Callable[[], int]) -> None:
+    """Exit with ``main()``'s status; Ctrl-C ends quietly (the cleanups in main() have run by then)."""
     try:
         sys.exit(main())
-    except KeyboardInterrupt:  # the cleanups in main() have run by now
+    except KeyboardInterrupt:
         sys.exit("interrupted")
+
+
+if __name__ == "__main__":
+    run_main(main)

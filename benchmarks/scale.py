@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from nightkit import MotoServer, Night, dateSuffix, s3Client  # noqa: E402 - from tests/, put on the path above
+from nightkit import MotoServer, Night, s3Client  # noqa: E402 - from tests/, put on the path above
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 RESULT_PREFIX = "SCALE-RESULT "
@@ -201,7 +201,7 @@ def measure(server: MotoServer, count: int, *, rerun: bool, traceFrames: int, co
         if rerun:
             night.indicator().unlink(missing_ok=True)
             again = child(night, traceFrames, root / "night.log")
-        manifest = client.head_object(Bucket=bucket, Key=f"{dateSuffix()}/cback.amazons3.manifest.json")
+        manifest = client.head_object(Bucket=bucket, Key=night.key("cback.amazons3.manifest.json"))
         return {
             "files": count,
             "first": first,

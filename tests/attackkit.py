@@ -12,7 +12,9 @@ and ``/root/cedar-attack-*`` (the targets, which it must not), and removed after
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import json
 import os
 import pwd
@@ -203,6 +205,25 @@ def userEnv(user: pwd.struct_passwd) -> dict[str, str]:
     return {"PATH": CLEAN_PATH, "HOME": user.pw_dir, "USER": user.pw_name, "LOGNAME": user.pw_name, "LANG": "C.UTF-8"}
 
 
+@functools.cache
+def _scriptsDir() -> Path:
+    """A root-owned 0755 directory the attacker can read: the checkout itself may sit below a 0700 directory
+    (a clone in a ``mktemp -d``), and the attacker must not be able to change the scripts it runs."""
+    directory = Path(tempfile.mkdtemp(prefix="cedar-s3-attackers-"))
+    directory.chmod(0o755)
+    atexit.register(shutil.rmtree, directory, True)
+    return directory
+
+
+def readableCopy(script: str) -> Path:
+    """The attacker script ``script`` of ``tests/attackers/``, copied where the attacker account can run it."""
+    copy = _scriptsDir() / script
+    if not copy.exists():
+        shutil.copyfile(ATTACKERS / script, copy)
+        copy.chmod(0o644)
+    return copy
+
+
 @dataclass
 class Attacker:
     """One attacker script from ``tests/attackers/`` running as the backup user; a context manager that stops it."""
@@ -215,7 +236,7 @@ class Attacker:
 
     def __enter__(self) -> Attacker:
         self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(ATTACKERS / self.script), *self.args],
+            [SYSTEM_PYTHON, str(readableCopy(self.script)), *self.args],
             user=self.user.pw_uid,
             group=self.user.pw_gid,
             extra_groups=[],

@@ -329,24 +329,23 @@ def _previousRecords(night: Night, day: StagedDay, state: DayState) -> RecordTab
 
     if state.prefix + MANIFEST_NAME not in state.existing:
         return None
-    table = RecordTable(len(day.listing))
     try:
         with manifestEntries(night.store, state.prefix) as entries:
             if entries is None:
-                table.close()
                 return None
-            for record in entries:
-                index = day.listing.indexOf(record.relative)
-                if index is not None:
-                    table.put(index, record)
+            table = RecordTable(len(day.listing))
+            try:
+                for record in entries:
+                    index = day.listing.indexOf(record.relative)
+                    if index is not None:
+                        table.put(index, record)
+            except BaseException:
+                table.close()
+                raise
+            return table
     except ValueError as error:
-        table.close()
         logger.warning("Ignoring the existing manifest (objects are checked by their own metadata): %s", error)
         return None
-    except BaseException:
-        table.close()
-        raise
-    return table
 
 
 def _verifyUpload(night: Night, day: StagedDay, state: DayState) -> None:
